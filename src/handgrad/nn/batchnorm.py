@@ -1,0 +1,172 @@
+"""Batch normalisation over the batch (and spatial) axes, with a closed-form backward.
+
+In training mode the layer normalises with the batch's mean and biased variance and updates the
+running statistics with the *unbiased* variance (PyTorch's convention); in eval mode it uses the
+running statistics, so the layer is a fixed affine map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from handgrad._util import as_float_dtype
+from handgrad.nn.linear import check_positive_int
+from handgrad.nn.module import Module, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
+
+
+class _BatchNorm(Module):
+    _ndims: tuple[int, ...] = ()  # accepted input ranks
+    _shape_text = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        bias: bool = True,
+        backward_form: str = "compact",
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = check_positive_int(name, "num_features", num_features)
+        if eps <= 0:
+            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
+        if backward_form not in ("compact", "staged"):
+            raise ValueError(
+                f"{name}: backward_form must be 'compact' or 'staged', got {backward_form!r}"
+            )
+        self.eps = float(eps)
+        self.momentum = momentum
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        self.backward_form = backward_form
+        dtype = as_float_dtype(dtype)
+        C = self.num_features
+        if self.affine:
+            self.weight = Parameter(np.ones(C, dtype=dtype))
+            # bias=False keeps gamma but drops beta, as torch's keyword of the same name
+            self.bias = Parameter(np.zeros(C, dtype=dtype)) if bias else None
+        else:
+            self.weight = None
+            self.bias = None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(C, dtype=dtype))
+            self.register_buffer("running_var", np.ones(C, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self._cache: tuple | None = None
+
+    def _axes_and_shape(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Reduction axes (all but the channel axis 1) and the broadcast shape (1, C, 1, ...)."""
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{self}: expected input {self._shape_text.format(C=self.num_features)}, "
+                f"got {x.shape}"
+            )
+        axes = (0, *range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        return axes, shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        axes, bshape = self._axes_and_shape(x)
+        m = x.size // self.num_features  # values per channel
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            if m <= 1:
+                raise ValueError(
+                    f"{self}: expected more than 1 value per channel when training, "
+                    f"got input of shape {x.shape}"
+                )
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)  # biased, used to normalise
+            if self.training and self.track_running_stats:
+                self._update_running(mean, var * (m / (m - 1)))
+        else:
+            mean, var = self.running_mean, self.running_var
+        invstd = 1.0 / np.sqrt(var + self.eps)  # (C,)
+        xhat = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+        self._cache = (xhat, invstd.astype(x.dtype, copy=False), axes, bshape, use_batch, x, mean)
+        if not self.affine:
+            return xhat
+        out = xhat * self.weight.data.reshape(bshape)
+        if self.bias is not None:
+            out += self.bias.data.reshape(bshape)
+        return out
+
+    def _update_running(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        self.num_batches_tracked += 1
+        # momentum=None: cumulative average over all batches seen, as torch
+        mom = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean *= 1.0 - mom
+        self.running_mean += mom * mean
+        self.running_var *= 1.0 - mom
+        self.running_var += mom * unbiased_var
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        xhat, invstd, axes, bshape, use_batch, x, mean = self._saved(self._cache)
+        if grad_out.shape != xhat.shape:
+            raise ValueError(f"{self}: expected grad_out {xhat.shape}, got {grad_out.shape}")
+        if self.affine:
+            self.weight.grad += (grad_out * xhat).sum(axis=axes)
+            if self.bias is not None:
+                self.bias.grad += grad_out.sum(axis=axes)
+            g = grad_out * self.weight.data.reshape(bshape)  # dL/dxhat
+        else:
+            g = grad_out
+        if not use_batch:  # fixed statistics: a per-channel affine map
+            return g * invstd.reshape(bshape)
+        if self.backward_form == "staged":
+            return self._backward_staged(g, x, mean, invstd, axes, bshape)
+        # Compact closed form: with m values per channel,
+        # dx = invstd / m * (m g - sum(g) - xhat * sum(g xhat))
+        m = xhat.size // self.num_features
+        sum_g = g.sum(axis=axes).reshape(bshape)
+        sum_gx = (g * xhat).sum(axis=axes).reshape(bshape)
+        return (invstd.reshape(bshape) / m) * (m * g - sum_g - xhat * sum_gx)
+
+    def _backward_staged(self, g, x, mean, invstd, axes, bshape) -> np.ndarray:
+        """The chain rule one node at a time (xc = x - mu, var, invstd, xhat = xc * invstd):
+        the form a student derives first. Gives the same result as the compact form."""
+        m = x.size // self.num_features
+        xc = x - mean.reshape(bshape)
+        istd = invstd.reshape(bshape)
+        d_invstd = (g * xc).sum(axis=axes).reshape(bshape)  # xhat = xc * invstd
+        d_xc = g * istd
+        d_var = d_invstd * (-0.5) * istd**3  # invstd = (var + eps)^(-1/2)
+        d_xc = d_xc + d_var * 2.0 * xc / m  # var = mean(xc^2)
+        d_mean = -d_xc.sum(axis=axes).reshape(bshape)  # xc = x - mean
+        return d_xc + d_mean / m  # mean = sum(x) / m
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs, one mean/variance per feature C."""
+
+    _ndims = (2, 3)
+    _shape_text = "(N, {C}) or (N, {C}, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs, one mean/variance per channel."""
+
+    _ndims = (4,)
+    _shape_text = "(N, {C}, H, W)"

@@ -1,0 +1,89 @@
+"""Fully connected layers: Linear and Identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from handgrad._util import RNGLike, as_float_dtype, as_rng
+from handgrad.nn import init
+from handgrad.nn.module import Module, Parameter
+
+__all__ = ["Identity", "Linear"]
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    """Validate a size argument when a layer is built, quoting the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """y = x W^T + b.
+
+    Shape:
+        input (*, in_features), output (*, out_features).
+        ``weight`` (out_features, in_features), ``bias`` (out_features,), as in PyTorch.
+    Init: PyTorch's default, W and b ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: RNGLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        self.in_features = check_positive_int("Linear", "in_features", in_features)
+        self.out_features = check_positive_int("Linear", "out_features", out_features)
+        dtype = as_float_dtype(dtype)
+        gen = as_rng(rng)
+        self.weight = Parameter(
+            init.kaiming_uniform((out_features, in_features), in_features, gen, dtype)
+        )
+        bound = 1.0 / np.sqrt(in_features)
+        self.bias = Parameter(init.uniform((out_features,), bound, gen, dtype)) if bias else None
+        self._x: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"{self}: expected input (N, {self.in_features}), got {x.shape}")
+        self._x = x
+        out = x @ self.weight.data.T  # (*, out)
+        if self.bias is not None:
+            out += self.bias.data
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        x = self._saved(self._x)
+        expected = (*x.shape[:-1], self.out_features)
+        if grad_out.shape != expected:
+            raise ValueError(f"{self}: expected grad_out {expected}, got {grad_out.shape}")
+        g2 = grad_out.reshape(-1, self.out_features)  # (N, out)
+        x2 = x.reshape(-1, self.in_features)  # (N, in)
+        # dL/dW = g^T x, summed over the batch; dL/db = sum of g over the batch
+        self.weight.grad += g2.T @ x2
+        if self.bias is not None:
+            self.bias.grad += g2.sum(axis=0)
+        return grad_out @ self.weight.data  # (*, in)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class Identity(Module):
+    """Returns its input unchanged; the gradient passes through unchanged."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out

@@ -1,0 +1,180 @@
+"""Losses: ``value = loss(pred, target)`` returns a float; ``loss.backward()`` returns
+d value / d pred, with the same shape and dtype as ``pred``.
+
+``reduction='mean'`` averages over the batch (over every element for the element-wise losses,
+over the N samples for the classification losses), ``'sum'`` adds up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from handgrad.nn.module import Module
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "Loss",
+    "MSELoss",
+    "NLLLoss",
+]
+
+
+class Loss(Module):
+    """Base class: validates ``reduction`` and gives ``backward()`` its no-argument contract."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise ValueError(
+                f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}"
+            )
+        self.reduction = reduction
+        self._grad: np.ndarray | None = None
+
+    def forward(self, pred: np.ndarray, target: Any) -> float:
+        raise NotImplementedError
+
+    def __call__(self, pred: np.ndarray, target: Any) -> float:
+        return self.forward(pred, target)
+
+    def backward(self, grad_out: float = 1.0) -> np.ndarray:
+        """d loss / d pred, scaled by ``grad_out`` (1 by default)."""
+        grad = self._saved(self._grad)
+        return grad if grad_out == 1.0 else grad * grad.dtype.type(grad_out)
+
+    def _reduce(self, per_item: np.ndarray, count: int) -> float:
+        total = float(per_item.sum())
+        return total / count if self.reduction == "mean" else total
+
+    def _scale(self, count: int) -> float:
+        return 1.0 / count if self.reduction == "mean" else 1.0
+
+    def _same_shape(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        target = np.asarray(target)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"{self}: prediction and target must have the same shape, "
+                f"got {pred.shape} and {target.shape}"
+            )
+        return target.astype(pred.dtype, copy=False)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class MSELoss(Loss):
+    """mean (or sum) of (pred - target)^2 over every element."""
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        target = self._same_shape(pred, target)
+        diff = pred - target
+        self._grad = diff * pred.dtype.type(2.0 * self._scale(diff.size))
+        return self._reduce(diff * diff, diff.size)
+
+
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities p in [0, 1]:
+    -(y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does, so p = 0 or 1
+    gives a large finite loss instead of inf."""
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        target = self._same_shape(pred, target)
+        if pred.size and (pred.min() < 0 or pred.max() > 1):
+            raise ValueError(
+                f"{self}: predictions must be probabilities in [0, 1], "
+                f"got values in [{pred.min():.4g}, {pred.max():.4g}]"
+            )
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(pred), -100.0)
+            log_1mp = np.maximum(np.log1p(-pred), -100.0)
+        loss = -(target * log_p + (1.0 - target) * log_1mp)
+        # d/dp = (p - y) / (p (1 - p)); the denominator is floored at 1e-12 as in torch
+        denom = np.maximum(pred * (1.0 - pred), 1e-12)
+        self._grad = ((pred - target) / denom * self._scale(pred.size)).astype(pred.dtype)
+        return self._reduce(loss, pred.size)
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits z: softplus(z) - y z, computed as
+    max(z, 0) - y z + log(1 + exp(-|z|)) so that no exp overflows; backward sigmoid(z) - y."""
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        target = self._same_shape(pred, target)
+        e = np.exp(-np.abs(pred))  # in (0, 1]
+        loss = np.maximum(pred, 0) - target * pred + np.log1p(e)
+        sig = np.where(pred >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        self._grad = ((sig - target) * self._scale(pred.size)).astype(pred.dtype, copy=False)
+        return self._reduce(loss, pred.size)
+
+
+def _class_targets(loss: Loss, logits: np.ndarray, target: Any) -> np.ndarray:
+    """Validate integer class targets (N,) against logits (N, C)."""
+    if logits.ndim != 2:
+        raise ValueError(f"{loss}: expected input (N, C), got {logits.shape}")
+    target = np.asarray(target)
+    N, C = logits.shape
+    if target.shape != (N,):
+        raise ValueError(
+            f"{loss}: expected class targets of shape ({N},) for input {logits.shape}, "
+            f"got {target.shape}"
+        )
+    if not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"{loss}: class targets must be integers, got dtype {target.dtype}")
+    if N and (target.min() < 0 or target.max() >= C):
+        raise ValueError(
+            f"{loss}: class targets must be in [0, {C}), got values in "
+            f"[{target.min()}, {target.max()}]"
+        )
+    return target
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy on logits (N, C).
+
+    ``target`` is either integer classes (N,) or class probabilities (N, C) (rows sum to 1).
+    Forward uses log-sum-exp after subtracting the row max; backward is (softmax(z) - y) / N
+    for ``reduction='mean'`` (the mean is over the N samples).
+    """
+
+    def forward(self, pred: np.ndarray, target: Any) -> float:
+        if pred.ndim != 2:
+            raise ValueError(f"{self}: expected input (N, C), got {pred.shape}")
+        N = pred.shape[0]
+        shifted = pred - pred.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        sumexp = exp.sum(axis=1, keepdims=True)
+        log_probs = shifted - np.log(sumexp)  # (N, C)
+        probs = exp / sumexp  # softmax, reused as the gradient buffer below
+        target_arr = np.asarray(target)
+        if target_arr.ndim == 2:  # class probabilities
+            y = self._same_shape(pred, target_arr)
+            loss = -(y * log_probs).sum(axis=1)
+            probs -= y
+        else:
+            cls = _class_targets(self, pred, target_arr)
+            rows = np.arange(N)
+            loss = -log_probs[rows, cls]
+            probs[rows, cls] -= 1.0
+        scale = self._scale(N)
+        if scale != 1.0:
+            probs *= pred.dtype.type(scale)
+        self._grad = probs
+        return self._reduce(loss, N)
+
+
+class NLLLoss(Loss):
+    """Negative log-likelihood on log-probabilities (N, C) (e.g. from LogSoftmax) and integer
+    targets (N,): -mean(input[i, target_i])."""
+
+    def forward(self, pred: np.ndarray, target: Any) -> float:
+        cls = _class_targets(self, pred, target)
+        N = pred.shape[0]
+        rows = np.arange(N)
+        grad = np.zeros_like(pred)
+        grad[rows, cls] = -self._scale(N)
+        self._grad = grad
+        return self._reduce(-pred[rows, cls], N)
