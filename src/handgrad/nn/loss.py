@@ -93,7 +93,8 @@ class BCELoss(Loss):
             log_1mp = np.maximum(np.log1p(-pred), -100.0)
         loss = -(target * log_p + (1.0 - target) * log_1mp)
         # d/dp = (p - y) / (p (1 - p)); the denominator is floored at 1e-12 as in torch
-        denom = np.maximum(pred * (1.0 - pred), 1e-12)
+        # (torch's constant is a float32, 9.99999996e-13, and so is ours, to match it exactly)
+        denom = np.maximum(pred * (1.0 - pred), float(np.float32(1e-12)))
         self._grad = ((pred - target) / denom * self._scale(pred.size)).astype(pred.dtype)
         return self._reduce(loss, pred.size)
 
