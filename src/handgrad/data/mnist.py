@@ -1,0 +1,272 @@
+"""MNIST and Fashion-MNIST: IDX files, gzipped or not, downloaded or found on disk.
+
+The IDX format: a 4-byte magic number (two zero bytes, a type code, the number of dimensions),
+then one big-endian int32 per dimension, then the values in row-major order. MNIST's image
+files have magic 2051 (0x00000803: unsigned bytes, 3 dimensions), its label files 2049.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad.data.dataset import Dataset, check_bool, check_float, check_int, register
+from handgrad.data.download import (
+    DEFAULT_TIMEOUT,
+    DataError,
+    Source,
+    fetch,
+    find,
+    missing_error,
+    resolve_data_dir,
+    verify,
+)
+
+__all__ = ["FASHION_MNIST", "IDX_IMAGES", "IDX_LABELS", "MNIST", "read_idx"]
+
+IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
+IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+
+# IDX type code -> big-endian dtype
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# The published .gz files and their MD5s (the same as torchvision's). The canonical host
+# comes first; when it refuses or is down the mirror is tried.
+MNIST = Source(
+    name="mnist",
+    folder="mnist",
+    mirrors=(
+        "http://yann.lecun.com/exdb/mnist/",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    ),
+    md5={
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    also_in=("MNIST/raw",),
+)
+
+FASHION_MNIST = Source(
+    name="fashion-mnist",
+    folder="fashion-mnist",
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+    md5={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    also_in=("FashionMNIST/raw",),
+)
+
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        # EOFError: the gzip stream ends early, i.e. the file was cut short
+        raise DataError(f"{path}: corrupt or truncated gzip file ({err})") from None
+
+
+def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw) into an array of its native shape and type.
+
+    Args:
+        path: the file.
+        magic: the expected magic number (e.g. 2051 for MNIST images); None accepts any.
+
+    Raises:
+        DataError: naming the file, for a bad magic number, a header or body cut short,
+            trailing bytes, or a broken gzip stream.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes, no complete header)")
+    found = int.from_bytes(data[:4], "big")
+    if magic is not None and found != magic:
+        raise DataError(f"{path}: wrong magic number {found} (0x{found:08X}), expected {magic}")
+    code, ndim = data[2], data[3]
+    if data[0] != 0 or data[1] != 0 or code not in _IDX_TYPES:
+        raise DataError(f"{path}: wrong magic number {found} (0x{found:08X}), not an IDX file")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(
+            f"{path}: truncated IDX file ({len(data)} bytes, the header needs {header})"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = _IDX_TYPES[code]
+    expected = math.prod(shape) * dtype.itemsize
+    body = len(data) - header
+    if body < expected:
+        raise DataError(
+            f"{path}: truncated IDX file (shape {shape} needs {expected} data bytes, found {body})"
+        )
+    if body > expected:
+        raise DataError(
+            f"{path}: corrupt IDX file ({body - expected} bytes after the {shape} data)"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header)
+    return arr.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _locate(source: Source, root: Path, stem: str, download: bool, timeout: float) -> Path:
+    """The file ``stem`` (gzipped or not), checked; downloaded (as .gz) if absent and allowed."""
+    gz = stem + ".gz"
+    path = find(source, root, [gz, stem])
+    if path is None:
+        if not download:
+            raise missing_error(source, root, gz, detail=f" (or {stem})")
+        path = fetch(source, gz, root, timeout)
+    # only the published .gz files have known checksums; an unpacked file is checked by
+    # its magic number and sizes alone
+    verify(source, path)
+    return path
+
+
+def _read_checked(path: Path, magic: int, source: Source) -> np.ndarray:
+    try:
+        return read_idx(path, magic)
+    except DataError as err:
+        raise DataError(
+            f"{source.name}: {err}; delete it and run again to download it afresh, or replace "
+            f"it with the original from {source.url(path.name.removesuffix('.gz') + '.gz')}"
+        ) from None
+
+
+def load_idx_pair(
+    source: Source, split: str, root: Path, download: bool, timeout: float
+) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
+    """uint8 images (N, H, W) and labels (N,) of one split, checked against each other."""
+    image_stem, label_stem = _FILES[split]
+    image_path = _locate(source, root, image_stem, download, timeout)
+    label_path = _locate(source, root, label_stem, download, timeout)
+    images = _read_checked(image_path, IDX_IMAGES, source)
+    labels = _read_checked(label_path, IDX_LABELS, source)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{source.name}: {image_path} holds {len(images)} images but {label_path} holds "
+            f"{len(labels)} labels; the files do not belong together"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{source.name}: {label_path} holds label {labels.max()}, expected 0..9")
+    return images, labels, (image_path, label_path)
+
+
+def to_dataset(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    split: str,
+    n: int | None,
+    flatten: bool,
+    meta: dict[str, Any],
+) -> Dataset:
+    """uint8 images (N, C, H, W) -> float32 in [0, 1], optionally the first n, flattened."""
+    if n is not None:
+        if n > len(images):
+            raise ValueError(
+                f"{name}: n={n} exceeds the {len(images)} samples of the {split} split"
+            )
+        images, labels = images[:n], labels[:n]
+    X = images.astype(np.float32)
+    X /= np.float32(255.0)  # in place: CIFAR-10's train split is 600 MB as float32
+    if flatten:
+        X = X.reshape(len(X), -1)
+    y = labels.astype(np.int64)
+    return Dataset(X, y, classes, tuple(X.shape[1:]), name, split, meta)
+
+
+def image_options(name: str, n: Any, flatten: Any, timeout: Any) -> tuple[Any, bool, float]:
+    """Check the options shared by the image sets: n (None or >= 1), flatten, timeout (> 0)."""
+    if n is not None:
+        n = check_int(name, "n", n, 1)
+    flatten = check_bool(name, "flatten", flatten)
+    timeout = check_float(name, "timeout", timeout, 0.001)
+    return n, flatten, timeout
+
+
+def _load(
+    source: Source,
+    classes: tuple[str, ...],
+    split: str,
+    data_dir: Any,
+    download: bool,
+    n: Any,
+    flatten: Any,
+    timeout: Any,
+) -> Dataset:
+    n, flatten, timeout = image_options(source.name, n, flatten, timeout)
+    root = resolve_data_dir(data_dir)
+    # magic 2051 guarantees (N, H, W) uint8 images and 2049 (N,) uint8 labels
+    images, labels, paths = load_idx_pair(source, split, root, download, timeout)
+    images = images[:, None]  # (N, 1, 28, 28): one grey channel
+    meta = {"files": [str(p) for p in paths]}
+    return to_dataset(source.name, images, labels, classes, split, n, flatten, meta)
+
+
+_IMAGE_OPTIONS = {"flatten": False, "n": None, "timeout": DEFAULT_TIMEOUT}
+
+
+@register(
+    "mnist",
+    options=_IMAGE_OPTIONS,
+    description="handwritten digits, 28x28 grey, 60000 train / 10000 test (downloaded)",
+    kind="download",
+)
+def mnist(
+    *, split: str, seed: int, data_dir: Any, download: bool, flatten: Any, n: Any, timeout: Any
+) -> Dataset:
+    return _load(MNIST, MNIST_CLASSES, split, data_dir, download, n, flatten, timeout)
+
+
+@register(
+    "fashion-mnist",
+    options=_IMAGE_OPTIONS,
+    description="Zalando's clothing images, 28x28 grey, 60000 train / 10000 test (downloaded)",
+    kind="download",
+)
+def fashion_mnist(
+    *, split: str, seed: int, data_dir: Any, download: bool, flatten: Any, n: Any, timeout: Any
+) -> Dataset:
+    return _load(FASHION_MNIST, FASHION_CLASSES, split, data_dir, download, n, flatten, timeout)
