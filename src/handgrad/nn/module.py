@@ -30,7 +30,7 @@ class Parameter:
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             data = data.astype(np.float32)
-        self.data: np.ndarray = np.ascontiguousarray(data)
+        self.data: np.ndarray = np.array(data, order="C")  # a copy; keeps 0-d shapes
         self.grad: np.ndarray = np.zeros_like(self.data)
 
     @property
