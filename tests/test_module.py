@@ -193,3 +193,25 @@ def test_default_init_bounds_match_pytorch() -> None:
         assert np.abs(arr).max() > 0.95 * bound
     # the variance of U(-a, a) is a^2 / 3
     assert abs(layer.weight.data.var() - bound**2 / 3) < 0.02 * bound**2
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_gradients() -> None:
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((6, 4)), rng.standard_normal((6, 3))
+    model = nn.Sequential(
+        nn.Linear(4, 5, rng=0, dtype=np.float64),
+        nn.ReLU(),
+        nn.Linear(5, 3, rng=1, dtype=np.float64),
+    )
+    model(x)
+    assert model.backward(g) is not None
+    full = {k: p.grad.copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    model(x)
+    assert model.backward(g, input_grad=False) is None
+    for k, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, full[k])
+    # a first layer without backward_params still returns its input gradient
+    act_first = nn.Sequential(nn.Tanh(), nn.Linear(4, 3, rng=0, dtype=np.float64))
+    act_first(x)
+    assert act_first.backward(g, input_grad=False).shape == x.shape

@@ -18,7 +18,19 @@ import numpy as np
 
 from handgrad._util import as_float_dtype
 
-__all__ = ["Module", "Parameter", "Sequential"]
+__all__ = ["Module", "Parameter", "Sequential", "add_matmul"]
+
+
+def add_matmul(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """dst += a @ b, the accumulation of a parameter gradient.
+
+    Just after ``zero_grad()`` dst is all zeros, and the product is written straight into it:
+    no temporary, no extra pass to add it (``any()`` stops at the first non-zero otherwise).
+    """
+    if dst.any():
+        dst += a @ b
+    else:
+        np.matmul(a, b, out=dst)
 
 
 class Parameter:
@@ -265,10 +277,23 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        for layer in reversed(self._modules.values()):
+    def backward(self, grad_out: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Backward through every layer in reverse; returns dL/dx.
+
+        With ``input_grad=False`` the first layer skips dL/dx when it can (it has a
+        ``backward_params`` method, as Linear and Conv2d do) and None is returned: PyTorch
+        likewise computes no gradient for an input that does not require one.
+        """
+        layers = list(self._modules.values())
+        for layer in reversed(layers[1:]):
             grad_out = layer.backward(grad_out)
-        return grad_out
+        if not layers:
+            return grad_out
+        first = layers[0]
+        if not input_grad and hasattr(first, "backward_params"):
+            first.backward_params(grad_out)
+            return None
+        return first.backward(grad_out)
 
     def append(self, layer: Module) -> Sequential:
         setattr(self, str(len(self._modules)), layer)
