@@ -14,6 +14,7 @@ reaches here on matrices of the same shapes: no NumPy implementation can beat it
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -36,7 +37,7 @@ def handgrad_epoch(X: np.ndarray, y: np.ndarray) -> float:
     from handgrad.optim import SGD
 
     layers: list = []
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(SIZES)):
         layers.append(nn.Linear(a, b, rng=i))
         if i < len(SIZES) - 2:
             layers.append(nn.ReLU())
@@ -48,7 +49,8 @@ def handgrad_epoch(X: np.ndarray, y: np.ndarray) -> float:
         xb, yb = X[i : i + BATCH], y[i : i + BATCH]
         loss_fn(model(xb), yb)
         opt.zero_grad()
-        model.backward(loss_fn.backward())
+        # like torch, no gradient for the data itself
+        model.backward(loss_fn.backward(), input_grad=False)
         opt.step()
     return time.perf_counter() - t0
 
@@ -58,7 +60,7 @@ def torch_epoch(X: np.ndarray, y: np.ndarray) -> float:
 
     torch.manual_seed(0)
     layers: list = []
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(SIZES)):
         layers.append(torch.nn.Linear(a, b))
         if i < len(SIZES) - 2:
             layers.append(torch.nn.ReLU())
@@ -81,19 +83,19 @@ def gemm_floor(samples: int) -> float:
     steps = samples // BATCH
     total = 0.0
     rng = np.random.default_rng(0)
-    for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
+    for a, b in itertools.pairwise(SIZES):
         x = rng.standard_normal((BATCH, a), dtype=np.float32)
         w = rng.standard_normal((b, a), dtype=np.float32)
         g = rng.standard_normal((BATCH, b), dtype=np.float32)
-        shapes = [(lambda: x @ w.T), (lambda: g.T @ x)]
+        products = [(x, w.T), (g.T, x)]
         if a != SIZES[0]:  # the input gradient of the first layer is not needed
-            shapes.append(lambda: g @ w)
-        for f in shapes:
-            f()
+            products.append((g, w))
+        for left, right in products:
+            left @ right
             reps = 200
             t0 = time.perf_counter()
             for _ in range(reps):
-                f()
+                left @ right
             total += (time.perf_counter() - t0) / reps
     return total * steps
 
@@ -134,8 +136,10 @@ def main() -> None:
         times["pytorch"].append(torch_epoch(X, y))
     floor = gemm_floor(args.samples)
     hg, pt = statistics.median(times["handgrad"]), statistics.median(times["pytorch"])
-    print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, {args.samples} samples, "
-          f"float32, {args.threads} threads, median of {args.repeats}")
+    print(
+        f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, {args.samples} samples, "
+        f"float32, {args.threads} threads, median of {args.repeats}"
+    )
     print(f"peak float32 GEMM: {gemm_rate():.1f} GFLOP/s")
     print(f"{'':<22}{'seconds':>10}{'vs PyTorch':>12}")
     for name, t in [("handgrad", hg), ("PyTorch (CPU)", pt), ("GEMM floor (NumPy)", floor)]:
