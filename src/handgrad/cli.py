@@ -1,0 +1,213 @@
+"""The ``handgrad`` command: fills experiment configs and calls experiments, nothing else.
+
+::
+
+    handgrad list
+    handgrad run NAME [--set key=value ...] [--epochs N] [--seed S] [--out DIR]
+                      [--data-dir DIR] [--quiet]
+    handgrad run --resume DIR [--epochs N] [--quiet]
+    handgrad check FILE.py:ClassName --input-shape 4,3 [--target-classes C] [--seed S]
+    handgrad --version
+
+Errors are one line on stderr (``handgrad: error: ...``) with exit status 2; ``--debug``
+shows the traceback instead. A run that diverges exits with 1, an interrupted one with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but every error is the same one-line format and exit status."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(message)
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
+    print(f"handgrad: error: {first}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from handgrad import __version__
+
+    parser = _Parser(
+        prog="handgrad",
+        description="Deep learning with every gradient written by hand: run the lab's "
+        "experiments and check your own layers.",
+    )
+    parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("list", help="list the experiments")
+
+    run = sub.add_parser(
+        "run",
+        help="run an experiment (or resume one)",
+        description="Run experiment NAME in a new folder <out>/<NAME>-<time>/, or continue "
+        "the run in DIR with --resume.",
+    )
+    run.add_argument("name", nargs="?", metavar="NAME", help="experiment name (handgrad list)")
+    run.add_argument(
+        "--set",
+        dest="sets",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. --set lr=0.05 hidden=16,16",
+    )
+    run.add_argument("--epochs", type=int, help="number of epochs (config field 'epochs')")
+    run.add_argument("--seed", type=int, help="random seed (config field 'seed')")
+    run.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
+    run.add_argument("--data-dir", help="where data sets are stored / downloaded")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+
+    check = sub.add_parser(
+        "check",
+        help="gradient-check a layer in your own file",
+        description="Check the backward pass of FILE.py:ClassName against finite differences "
+        "(exit status 1 if a gradient is wrong).",
+    )
+    check.add_argument("spec", metavar="FILE.py:ClassName")
+    check.add_argument("--input-shape", required=True, help="input shape, e.g. 4,3 or 2,3,8,8")
+    check.add_argument(
+        "--target-classes",
+        type=int,
+        help="for a loss: draw integer targets in [0, C) (shape (N,) unless --target-shape)",
+    )
+    check.add_argument("--target-shape", help="for a loss: the target's shape (floats in [0, 1))")
+    check.add_argument("--seed", type=int, default=0, help="random seed of input and weights")
+    return parser
+
+
+def _list() -> int:
+    from handgrad.experiments import experiments
+
+    exps = experiments()
+    width = max((len(e.name) for e in exps), default=0)
+    for exp in exps:
+        print(f"{exp.name:<{width}}  {exp.description}")
+    return 0
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from handgrad.experiments import registry
+    from handgrad.train import DivergenceError
+
+    overrides: dict[str, Any] = registry.parse_set(args.sets)
+    flags = {"epochs": args.epochs, "seed": args.seed, "data_dir": args.data_dir}
+    if args.quiet:
+        flags["quiet"] = True
+    if args.resume is not None:
+        if args.name is not None:
+            # NAME is optional with --resume; if given it must match the run's experiment
+            name, _ = registry.read_run_config(args.resume)
+            if name != args.name:
+                raise ValueError(f"--resume {args.resume} is a run of {name!r}, not {args.name!r}")
+        if args.out != "runs":
+            raise ValueError("--out cannot be used with --resume (the run stays in its folder)")
+        overrides.update({k: v for k, v in flags.items() if v is not None})
+        start = None
+    else:
+        if args.name is None:
+            raise ValueError(
+                "run needs an experiment NAME (or --resume DIR); valid experiments: "
+                + ", ".join(registry.names())
+            )
+        exp = registry.get(args.name)
+        fields = registry.config_fields(exp.config_cls)
+        for key, value in flags.items():
+            if value is None:
+                continue
+            if key not in fields:
+                option = "--" + key.replace("_", "-")
+                raise ValueError(f"{exp.name}: has no {key!r} setting, so {option} does not apply")
+            overrides[key] = value
+        start = exp.name
+
+    if start is None:
+        exp, cfg, run = registry.prepare_resume(args.resume, overrides, argv=argv)
+    else:
+        exp, cfg, run = registry.prepare(start, overrides, out=args.out, argv=argv)
+    try:
+        results = registry.execute(exp, cfg, run)
+    except DivergenceError as e:
+        print(f"handgrad: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        kept = (
+            "the last checkpoint and metrics are kept"
+            if run.checkpoint_path.exists()
+            else ("no epoch had finished, so there is no checkpoint yet")
+        )
+        print(
+            f"handgrad: interrupted; {kept} (continue with: handgrad run --resume {run.dir})",
+            file=sys.stderr,
+        )
+        return 130
+    numbers = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()
+    )
+    print(numbers)
+    print(f"report: {run.report_path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from handgrad.check import check_file
+
+    report = check_file(
+        args.spec,
+        args.input_shape,
+        target_shape=args.target_shape,
+        target_classes=args.target_classes,
+        seed=args.seed,
+    )
+    print(str(report))
+    return 0 if report.passed else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``handgrad`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from handgrad.data import DataError
+
+    try:
+        if args.command == "list":
+            return _list()
+        if args.command == "run":
+            return _run(args, ["handgrad", *argv])
+        return _check(args)
+    except KeyboardInterrupt:
+        print("handgrad: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`handgrad list | head`): not an error worth a traceback
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError, DataError) as e:
+        if args.debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        _fail(str(message) or type(e).__name__)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
