@@ -25,6 +25,7 @@ from handgrad.experiments.registry import (
 # importing a module registers its experiments; the order here is the order of `handgrad list`
 from handgrad.experiments import toy, boundary, synth  # noqa: F401  isort: skip
 from handgrad.experiments import digits_mlp, mnist_mlp, cifar10_mlp  # noqa: F401  isort: skip
+from handgrad.experiments import scalar, torch_parity  # noqa: F401  isort: skip
 
 __all__ = [
     "Config",
