@@ -338,6 +338,6 @@ for _red in ("mean", "sum"):
 
 try:  # convolution and pooling layers register their own cases
     from registry_conv import CASES as _CONV_CASES
-except ImportError:  # pragma: no cover - only while the conv layers are absent
+except ModuleNotFoundError:  # pragma: no cover - only while the conv layers are absent
     _CONV_CASES = []
 CASES += _CONV_CASES

@@ -72,7 +72,7 @@ CASES: list[Case] = [
         {"dilation": (1, 2), "stride": 2, "padding": (0, 1)},
         (2, 2, 7, 9),
     ),
-    _conv("Conv2d-same-even-kernel", (2, 3, (2, 4)), {"padding": "same"}, (2, 2, 5, 7)),
+    _conv("Conv2d-same", (2, 3, (3, 5)), {"padding": "same", "dilation": (2, 1)}, (2, 2, 5, 7)),
     _max(
         "MaxPool2d-2x2",
         {"kernel_size": 2},

@@ -205,6 +205,18 @@ def test_pool_random_configurations_match_torch(config, name, seed) -> None:
 # -- float32 at realistic sizes, layouts, buffer reuse ----------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("kernel_size", [(2, 4), (4, 3)])
+def test_conv2d_same_padding_with_even_kernel_pads_the_end_like_torch(kernel_size) -> None:
+    # an even kernel needs an odd total padding: the extra row/column goes at the bottom/right
+    rng = np.random.default_rng(12)
+    module = Conv2d(2, 3, kernel_size, padding="same", rng=rng, dtype=np.float64)
+    tmod = load_into_torch(module, torch.nn.Conv2d(2, 3, kernel_size, padding="same").double())
+    x = rng.standard_normal((2, 2, 5, 7))
+    assert module(x).shape == (2, 3, 5, 7)
+    assert_parity(module, tmod, x, 1e-10)
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -484,3 +496,29 @@ def test_num_threads_reads_the_environment(monkeypatch) -> None:
     for unset in ("", "0", "two"):
         monkeypatch.setenv("HANDGRAD_NUM_THREADS", unset)
         assert num_threads() == 1
+
+
+def test_conv2d_backward_params_skips_only_the_input_gradient() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 6, 5))
+    full = Conv2d(3, 4, 3, padding=1, rng=1, dtype=np.float64)
+    params_only = Conv2d(3, 4, 3, padding=1, rng=1, dtype=np.float64)
+    grad_out = rng.standard_normal(full(x).shape)
+    full.backward(grad_out)
+    params_only(x)
+    assert params_only.backward_params(grad_out) is None
+    for (name, p), q in zip(full.named_parameters(), params_only.parameters(), strict=True):
+        np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+    # as the first layer of a Sequential that needs no input gradient, with torch's gradients
+    model = Sequential(Conv2d(3, 4, 3, rng=2, dtype=np.float64), ReLU(), Flatten())
+    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    load_into_torch(model, tmodel.double())
+    g = rng.standard_normal((2, 4 * 4 * 3))
+    model(x)
+    assert model.backward(g, input_grad=False) is None
+    tmodel(torch.from_numpy(x)).backward(torch.from_numpy(g))
+    for name, p in model.named_parameters():
+        t_grad = dict(tmodel.named_parameters())[name].grad.numpy()
+        assert rel_error(p.grad, t_grad) < 1e-12, name
+    with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
+        Conv2d(1, 1, 1).backward_params(np.zeros((1, 1, 1, 1)))

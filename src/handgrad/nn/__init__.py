@@ -12,6 +12,7 @@ from handgrad.nn.activation import (
     Tanh,
 )
 from handgrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from handgrad.nn.conv import Conv2d
 from handgrad.nn.dropout import Dropout, Flatten
 from handgrad.nn.linear import Identity, Linear
 from handgrad.nn.loss import (
@@ -23,14 +24,17 @@ from handgrad.nn.loss import (
     NLLLoss,
 )
 from handgrad.nn.module import Module, Parameter, Sequential
+from handgrad.nn.pooling import AvgPool2d, MaxPool2d
 
 __all__ = [
     "ELU",
     "GELU",
+    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -40,6 +44,7 @@ __all__ = [
     "LogSoftmax",
     "Loss",
     "MSELoss",
+    "MaxPool2d",
     "Module",
     "NLLLoss",
     "Parameter",

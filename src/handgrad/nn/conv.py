@@ -1,26 +1,25 @@
 """2-D convolution with a hand-written backward pass: im2col through strided views, one GEMM.
 
-How the columns are built (see docs/conv.md for pictures):
+How the columns are built (see docs/conv.md for a worked picture):
 
 * The input is copied once into a zero-padded buffer laid out channel-major,
   ``xbuf[c, n, :, :]``, so that for a fixed channel all images follow each other in memory.
-* For each of the ``kh * kw`` kernel offsets ``(i, j)`` the patch values that offset sees form
-  one strided view of that buffer (no Python loop over pixels or images); the views are copied
-  into the rows ``cols[c, i, j]`` of the column matrix ``(C * kh * kw, N * OH * OW)``.
-* The output is one GEMM, ``weight (O, C*kh*kw) @ cols``, batched over ``groups``. The bias
-  rides along: ``cols`` gets one extra row of ones and the weight matrix one extra column
-  holding the bias, so the GEMM adds it, and backward's ``grad_out @ cols^T`` returns the bias
-  gradient (the sum of ``grad_out``) as its last column, with no separate pass over the output.
-
-For stride 1 we use a "wide" variant: each output row is computed for the full padded width
-``Wp`` instead of ``OW`` (the ``Wp - OW`` extra columns are junk and are never returned), which
-makes the view of every image one *contiguous* run of ``OH * Wp`` values, so building the columns
-is a handful of long memcpy-like copies instead of ``N * C * OH`` short ones. The cost is
-``Wp / OW - 1`` extra GEMM columns (7% for 28x28 with padding 1).
+* For each of the ``kh * kw`` kernel offsets ``(i, j)`` the values that offset sees in every
+  patch form one strided view of that buffer, ``xbuf[:, :, rows_i, cols_j]`` (basic slices,
+  no Python loop over pixels or images), copied into the rows ``cols[c, i, j]`` of the column
+  matrix ``(C * kh * kw, N * OH * OW)``.
+* With stride 1 along H this copy goes in two steps: ``xj[c, j] = xbuf[c, :, :, cols_j]``
+  (one W-shift per kernel column), then ``cols[c, i, j] = xj[c, j, :, rows_i]``, in which a
+  whole ``(OH, OW)`` image is one contiguous run: long memcpy-like copies instead of
+  ``N * C * OH`` short ones.
+* The output is one GEMM, ``weight (O, C*kh*kw) @ cols``, batched over ``groups``. Without
+  groups the bias rides along: ``cols`` gets one extra row of ones and the weight matrix one
+  extra column holding the bias, so the GEMM adds it and backward's ``cols @ grad_out^T``
+  returns the bias gradient (the sum of ``grad_out``) as its last row.
 
 The backward pass reuses the saved columns: ``grad_weight = grad_out @ cols^T`` (one GEMM) and
-``grad_cols = weight^T @ grad_out`` (one GEMM), then col2im adds ``grad_cols[c, i, j]`` back into
-the padded input gradient with one strided add per kernel offset (a loop over ``kh * kw`` only).
+``grad_cols = weight^T @ grad_out`` (one GEMM), then col2im runs the copies of im2col backwards,
+adding instead of copying: one strided add per kernel offset (a loop over ``kh * kw`` only).
 """
 
 from __future__ import annotations
@@ -139,7 +138,7 @@ class Conv2d(Module):
         input (N, C, H, W), output (N, O, OH, OW) with
         ``OH = (H + pad_top + pad_bottom - dilation_h * (kh - 1) - 1) // stride_h + 1``
         (and likewise OW). ``weight`` (O, C / groups, kh, kw), ``bias`` (O,).
-        The output may be a non-contiguous view (it is laid out channel-major in memory).
+        The output is laid out channel-major in memory (a transposed view of (O, N, OH, OW)).
     Init: PyTorch's default, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
     ``fan_in = C / groups * kh * kw``.
     """
@@ -295,26 +294,12 @@ class Conv2d(Module):
         return out.transpose(1, 0, 2, 3)  # (N, O, OH, OW), laid out channel-major
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        g = self._saved(self._geom)
+        g2 = self._grad_params(grad_out)
+        g = self._geom
         N, C, H, W, Hp, Wp, OH, OW = (g[k] for k in ("N", "C", "H", "W", "Hp", "Wp", "OH", "OW"))
-        O = self.out_channels
-        grad_out = _check_grad(self, grad_out, (N, O, OH, OW))
-        (kh, kw), (pt, _, pl, _) = self.kernel_size, self._pads
+        O, (kh, kw), (pt, _, pl, _) = self.out_channels, self.kernel_size, self._pads
         rows, cols_at, dt, G = g["rows"], g["cols"], g["dtype"], self.groups
         K, M = C * kh * kw, N * OH * OW
-
-        # grad_out as (O, N*OH*OW): free when it comes channel-major (as this layer's output)
-        g2 = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3), dtype=dt).reshape(G, -1, M)
-        cols = self._cols.reshape(G, -1, M)  # type: ignore[union-attr]
-
-        # dL/dW = grad_out @ cols^T per group, computed as (cols @ grad_out^T)^T: the same
-        # GEMM, but OpenBLAS splits it across threads far better in this orientation. With
-        # the bias folded in, the last row is dL/db = grad_out summed over N, OH, OW
-        grad_w = np.matmul(cols, g2.transpose(0, 2, 1))  # (G, K/G (+1), O/G)
-        self.weight.grad += grad_w[:, : K // G].transpose(0, 2, 1).reshape(self.weight.shape)
-        if self.bias is not None:
-            db = grad_w[0, K] if cols.shape[1] > K // G else g2.reshape(O, M).sum(axis=1)
-            self.bias.grad += db
 
         # dL/dcols = W^T @ grad_out, then col2im: the two shifts of im2col run backwards,
         # adding instead of copying where the patches overlap
@@ -341,6 +326,31 @@ class Conv2d(Module):
 
         parallel_for(col2im, C, gcols.size)
         return dxbuf[:, :, pt : pt + H, pl : pl + W].transpose(1, 0, 2, 3)
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """Accumulate dL/dweight and dL/dbias only, skipping dL/dx (for a first layer fed with
+        data, whose input gradient nobody needs: ``Sequential.backward(g, input_grad=False)``)."""
+        self._grad_params(grad_out)
+
+    def _grad_params(self, grad_out: np.ndarray) -> np.ndarray:
+        """Add the parameter gradients; return grad_out as (groups, O/groups, N*OH*OW)."""
+        g = self._saved(self._geom)
+        N, C, OH, OW, dt = g["N"], g["C"], g["OH"], g["OW"], g["dtype"]
+        O, G, (kh, kw) = self.out_channels, self.groups, self.kernel_size
+        grad_out = _check_grad(self, grad_out, (N, O, OH, OW))
+        K, M = C * kh * kw, N * OH * OW
+        # grad_out as (O, N*OH*OW): free when it comes channel-major (as this layer's output)
+        g2 = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3), dtype=dt).reshape(G, -1, M)
+        cols = self._cols.reshape(G, -1, M)  # type: ignore[union-attr]
+        # dL/dW = grad_out @ cols^T per group, computed as (cols @ grad_out^T)^T: the same
+        # GEMM, but OpenBLAS splits it across threads far better in this orientation. With
+        # the bias folded in, the last row is dL/db = grad_out summed over N, OH, OW
+        grad_w = np.matmul(cols, g2.transpose(0, 2, 1))  # (G, K/G (+1), O/G)
+        self.weight.grad += grad_w[:, : K // G].transpose(0, 2, 1).reshape(self.weight.shape)
+        if self.bias is not None:
+            folded = cols.shape[1] > K // G
+            self.bias.grad += grad_w[0, K] if folded else g2.reshape(O, M).sum(axis=1)
+        return g2
 
     def extra_repr(self) -> str:
         s = (

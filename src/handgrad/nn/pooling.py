@@ -4,11 +4,12 @@ Both layers loop over the ``kh * kw`` offsets inside the pooling window (never o
 images): for offset ``(a, b)`` the values every window sees there form one strided view of the
 (padded) input, ``x[:, :, a::sh, b::sw]`` cut to the output size.
 
-Max-pool tie rule (the same as PyTorch's CPU and CUDA kernels): the window is scanned in
-row-major order and the running maximum is replaced only by a *strictly* greater value, so when
-several entries share the maximum the gradient goes to the FIRST of them (smallest row, then
-smallest column). A NaN always replaces the running maximum, so a window holding NaN outputs NaN
-and routes its gradient to its last NaN, also as PyTorch does.
+Max-pool tie rule (PyTorch's): PyTorch scans the window in row-major order and replaces the
+running maximum only by a *strictly* greater value, so when several entries share the maximum
+the gradient goes to the FIRST of them (smallest row, then smallest column). Here the maximum
+is taken first and then the index of its first occurrence, which gives the same answer without
+a sequential scan. A NaN always replaces torch's running maximum, so a window holding NaN
+outputs NaN and routes its gradient to its last NaN; that case (rare) runs the scan itself.
 """
 
 from __future__ import annotations
