@@ -208,3 +208,43 @@ def test_python_dash_m_and_console_script_have_no_traceback():
         assert bad.returncode == 2
         assert "Traceback" not in bad.stderr
         assert bad.stderr.startswith("handgrad: error: toy: unknown config key 'nope'")
+
+
+STUDENT_LINEAR = """
+import numpy as np
+
+class MyLinear:
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.W = rng.standard_normal((3, 4))
+        self.b = np.zeros(3)
+        self.dW, self.db = np.zeros_like(self.W), np.zeros_like(self.b)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W.T + self.b
+
+    def backward(self, g):
+        self.dW += g.T @ self.x
+        self.db += g.{reduce}(axis=0)
+        return g @ self.W
+"""
+
+
+@pytest.mark.parametrize(("reduce", "status"), [("sum", 0), ("mean", 1)])
+def test_check_plain_array_params_finds_a_wrong_bias(tmp_path, capsys, reduce, status):
+    path = tmp_path / "student.py"
+    path.write_text(STUDENT_LINEAR.replace("{reduce}", reduce))
+    argv = ["check", f"{path}:MyLinear", "--input-shape", "5,4", "--params", "W:dW,b:db"]
+    assert main(argv) == status
+    out = capsys.readouterr().out
+    assert "\nW " in out and "\nb " in out
+    assert ("FAILED: wrong 'b'" in out) == (status == 1)
+
+
+def test_check_params_syntax_error(tmp_path, capsys):
+    path = tmp_path / "student.py"
+    path.write_text(STUDENT_LINEAR.replace("{reduce}", "sum"))
+    argv = ["check", f"{path}:MyLinear", "--input-shape", "5,4", "--params", "Wd"]
+    line = error_of(capsys, argv)
+    assert "--params expects NAME:GRAD pairs like W:dW,b:db, got 'Wd'" in line

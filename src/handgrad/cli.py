@@ -6,7 +6,8 @@
     handgrad run NAME [--set key=value ...] [--epochs N] [--seed S] [--out DIR]
                       [--data-dir DIR] [--quiet]
     handgrad run --resume DIR [--epochs N] [--quiet]
-    handgrad check FILE.py:ClassName --input-shape 4,3 [--target-classes C] [--seed S]
+    handgrad check FILE.py:ClassName --input-shape 4,3 [--params W:dW,b:db] [--target-classes C]
+                   [--eps E] [--seed S]
     handgrad --version
 
 Errors are one line on stderr (``handgrad: error: ...``) with exit status 2; ``--debug``
@@ -88,8 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a loss: draw integer targets in [0, C) (shape (N,) unless --target-shape)",
     )
     check.add_argument("--target-shape", help="for a loss: the target's shape (floats in [0, 1))")
+    check.add_argument(
+        "--params",
+        metavar="W:dW,b:db",
+        help="plain-array parameters and their gradient attributes, e.g. W:dW,b:db "
+        "(default: the parameters found by named_parameters())",
+    )
+    check.add_argument("--eps", type=float, default=1e-6, help="finite-difference step")
     check.add_argument("--seed", type=int, default=0, help="random seed of input and weights")
     return parser
+
+
+def parse_params(text: str) -> dict[str, str]:
+    """'W:dW,b:db' -> {'W': 'dW', 'b': 'db'}, with a one-line error for anything else."""
+    pairs = {}
+    for item in text.split(","):
+        name, sep, grad = (part.strip() for part in item.partition(":"))
+        if not sep or not name or not grad:
+            raise ValueError(
+                f"check: --params expects NAME:GRAD pairs like W:dW,b:db, got {text!r}"
+            )
+        pairs[name] = grad
+    return pairs
 
 
 def _list() -> int:
@@ -174,6 +195,8 @@ def _check(args: argparse.Namespace) -> int:
         target_shape=args.target_shape,
         target_classes=args.target_classes,
         seed=args.seed,
+        eps=args.eps,
+        **({"params": parse_params(args.params)} if args.params else {}),
     )
     print(str(report))
     return 0 if report.passed else 1
