@@ -32,13 +32,16 @@ def make_data(samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def handgrad_epoch(X: np.ndarray, y: np.ndarray) -> float:
+def handgrad_epoch(
+    X: np.ndarray, y: np.ndarray, *, input_grad: bool = False, dtype=np.float32
+) -> float:
     import handgrad.nn as nn
     from handgrad.optim import SGD
 
+    X = X.astype(dtype, copy=False)
     layers: list = []
     for i, (a, b) in enumerate(itertools.pairwise(SIZES)):
-        layers.append(nn.Linear(a, b, rng=i))
+        layers.append(nn.Linear(a, b, rng=i, dtype=dtype))
         if i < len(SIZES) - 2:
             layers.append(nn.ReLU())
     model = nn.Sequential(*layers)
@@ -49,8 +52,8 @@ def handgrad_epoch(X: np.ndarray, y: np.ndarray) -> float:
         xb, yb = X[i : i + BATCH], y[i : i + BATCH]
         loss_fn(model(xb), yb)
         opt.zero_grad()
-        # like torch, no gradient for the data itself
-        model.backward(loss_fn.backward(), input_grad=False)
+        # like torch, no gradient for the data itself (unless asked, for the ablation)
+        model.backward(loss_fn.backward(), input_grad=input_grad)
         opt.step()
     return time.perf_counter() - t0
 
@@ -111,11 +114,39 @@ def gemm_rate() -> float:
     return 2 * 1024**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def naive_add_matmul(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    dst += a @ b  # a temporary and an extra pass, even right after zero_grad
+
+
+VARIANTS = {
+    "first layer dx computed": {"input_grad": True},
+    "float64": {"dtype": np.float64},
+    "grad via temporary": {"naive": True},
+}
+
+
+def variant_epoch(X: np.ndarray, y: np.ndarray, name: str) -> float:
+    """handgrad with one optimisation undone (see docs/performance.md)."""
+    import handgrad.nn.linear as linear
+
+    opts = dict(VARIANTS[name])
+    saved = linear.add_matmul
+    if opts.pop("naive", False):
+        linear.add_matmul = naive_add_matmul
+    try:
+        return handgrad_epoch(X, y, **opts)
+    finally:
+        linear.add_matmul = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--ablation", action="store_true", help="also time handgrad with each speed-up undone"
+    )
     args = parser.parse_args()
 
     import torch
@@ -131,9 +162,13 @@ def main() -> None:
     times: dict[str, list[float]] = {"handgrad": [], "pytorch": []}
     handgrad_epoch(X[:2048], y[:2048])  # warm up both
     torch_epoch(X[:2048], y[:2048])
+    if args.ablation:
+        times.update({name: [] for name in VARIANTS})
     for _ in range(args.repeats):  # alternate so both see the same machine state
         times["handgrad"].append(handgrad_epoch(X, y))
         times["pytorch"].append(torch_epoch(X, y))
+        for name in VARIANTS if args.ablation else ():
+            times[name].append(variant_epoch(X, y, name))
     floor = gemm_floor(args.samples)
     hg, pt = statistics.median(times["handgrad"]), statistics.median(times["pytorch"])
     print(
@@ -141,9 +176,13 @@ def main() -> None:
         f"float32, {args.threads} threads, median of {args.repeats}"
     )
     print(f"peak float32 GEMM: {gemm_rate():.1f} GFLOP/s")
-    print(f"{'':<22}{'seconds':>10}{'vs PyTorch':>12}")
-    for name, t in [("handgrad", hg), ("PyTorch (CPU)", pt), ("GEMM floor (NumPy)", floor)]:
-        print(f"{name:<22}{t:>10.3f}{t / pt:>11.2f}x")
+    print(f"{'':<36}{'seconds':>10}{'vs PyTorch':>12}")
+    rows = [("handgrad", hg), ("PyTorch (CPU)", pt), ("GEMM floor (NumPy)", floor)]
+    rows += [
+        (f"handgrad, {name}", statistics.median(times[name])) for name in VARIANTS if name in times
+    ]
+    for name, t in rows:
+        print(f"{name:<36}{t:>10.3f}{t / pt:>11.2f}x")
 
 
 if __name__ == "__main__":
