@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad.nn.module import Sequential
 from handgrad.train.callbacks import (
     Callback,
     ModelCheckpoint,
@@ -193,7 +194,9 @@ def fit(
         DivergenceError: the loss became NaN/Inf; the message names the epoch and step, and the
             checkpoint on disk (if any) is the last good one, since it is only written after
             an epoch that finished. (NumPy's overflow warnings are silenced inside the loop:
-            this error reports the divergence once instead.)
+            this error reports the divergence once instead.) A callback with a
+            ``describe_divergence(state)`` method (:class:`TrainingMonitor`) adds a sentence
+            naming the first layer whose output or gradient became non-finite.
     """
     _check_count("epochs", epochs)
     _check_count("max_steps", max_steps, allow_none=True)
@@ -270,6 +273,7 @@ def _train_epoch(
     reduction_sum = getattr(loss_fn, "reduction", "mean") == "sum"
     max_steps = state.max_steps
     model.train()
+    backward_kw = {"input_grad": False} if isinstance(model, Sequential) else {}
     lr = _lr(optimizer)
     t0 = time.perf_counter()
     total_loss, seen, correct, counted = 0.0, 0, 0, 0
@@ -279,7 +283,8 @@ def _train_epoch(
         if not math.isfinite(value):
             raise _diverged(state, value, epoch, batch, steps_per_epoch, checkpoints)
         optimizer.zero_grad()
-        model.backward(loss_fn.backward())
+        # like torch, no gradient for the data itself: a Sequential skips its first layer's dx
+        model.backward(loss_fn.backward(), **backward_kw)
         optimizer.step()
         state.step += 1
         n = xb.shape[0]
@@ -351,6 +356,12 @@ def _diverged(
         of = f" of {steps_per_epoch}" if steps_per_epoch is not None else ""
         at = f"the loss is {value} at epoch {epoch}, step {batch + 1}{of} (global step {step})"
     message = f"training diverged: {at}; {where}. Try a smaller learning rate."
+    # a callback that watches the layers (TrainingMonitor) adds where the first NaN/Inf appeared
+    for cb in state.callbacks:
+        describe = getattr(cb, "describe_divergence", None)
+        note = describe(state) if describe is not None else None
+        if note:
+            message += " " + note
     return DivergenceError(
         message,
         epoch=epoch,
