@@ -341,3 +341,7 @@ try:  # convolution and pooling layers register their own cases
 except ModuleNotFoundError:  # pragma: no cover - only while the conv layers are absent
     _CONV_CASES = []
 CASES += _CONV_CASES
+
+from registry_normalize import CASES as _NORM_CASES  # noqa: E402  (the sum-normalisation heads)
+
+CASES += _NORM_CASES

@@ -26,6 +26,7 @@ from handgrad.experiments.registry import (
 from handgrad.experiments import toy, boundary, synth  # noqa: F401  isort: skip
 from handgrad.experiments import digits_mlp, mnist_mlp, cifar10_mlp  # noqa: F401  isort: skip
 from handgrad.experiments import scalar, torch_parity  # noqa: F401  isort: skip
+from handgrad.experiments import normalization, class_visualization  # noqa: F401  isort: skip
 from handgrad.experiments import activations, hexagon  # noqa: F401  isort: skip
 
 __all__ = [
