@@ -60,11 +60,15 @@ class Config:
         seed: seeds every random choice of the run (init, shuffling, data); same seed, same bits.
         data_dir: where downloaded data sets live (None: handgrad.data's default).
         quiet: no progress bar.
+        monitors: record per-layer statistics while training (activation and gradient
+            histograms, dead ReLU units, update/weight ratios; see handgrad.train.monitors)
+            and draw them in the run folder's monitors.png.
     """
 
     seed: int = 0
     data_dir: str | None = None
     quiet: bool = False
+    monitors: bool = False
 
     def __post_init__(self) -> None:
         check(self, "seed", self.seed >= 0, ">= 0")

@@ -16,6 +16,7 @@ from handgrad.train.callbacks import (
 )
 from handgrad.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from handgrad.train.loop import DivergenceError, evaluate, fit
+from handgrad.train.monitors import TrainingMonitor
 from handgrad.train.runs import Run, read_run_config
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ModelCheckpoint",
     "Run",
     "TrainState",
+    "TrainingMonitor",
     "evaluate",
     "fit",
     "load_checkpoint",

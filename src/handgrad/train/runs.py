@@ -6,7 +6,7 @@
         config.json      the experiment's name and config (what `--resume` reloads)
         metrics.jsonl    one JSON line per epoch, flushed as it is written
         checkpoint.npz   model + optimizer + RNG + callback state + history (atomic)
-        *.png            figures
+        *.png            figures (monitors.png: layer statistics, with `monitors=true`)
         results.json     the final numbers
         report.md        the figures and the final numbers
 
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from handgrad.train.callbacks import Callback, MetricsLogger, ModelCheckpoint
-from handgrad.train.loop import fit
+from handgrad.train.loop import DivergenceError, fit
+from handgrad.train.monitors import TrainingMonitor
 
 __all__ = ["Run", "read_run_config"]
 
@@ -36,6 +37,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.npz"
 RESULTS = "results.json"
 REPORT = "report.md"
+MONITORS = "monitors"  # monitors.png, with `--set monitors=true`
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -182,7 +184,11 @@ class Run:
     ) -> list[dict[str, Any]]:
         """:func:`handgrad.train.fit` that logs to metrics.jsonl, checkpoints every
         ``checkpoint_every`` epochs (and after the last) and, for a resumed run, continues from
-        the checkpoint. Other keyword arguments go to ``fit``."""
+        the checkpoint. Other keyword arguments go to ``fit``.
+
+        With ``monitors=True`` in the config a :class:`TrainingMonitor` records about 64 epochs
+        of the run; ``monitors.png`` and a summary join the report (also when training
+        diverges, before the DivergenceError propagates)."""
         all_callbacks = [
             *callbacks,
             *self.callbacks,
@@ -191,32 +197,58 @@ class Run:
                 self.checkpoint_path, every=checkpoint_every, extra={"experiment": self.experiment}
             ),
         ]
+        monitor = None
+        if _config_dict(self.config).get("monitors", False):
+            # about 64 monitored epochs however long the run (each costs a few histograms)
+            monitor = TrainingMonitor(every=max(1, epochs // 64))
+            all_callbacks.insert(len(all_callbacks) - 2, monitor)
         resume = self.checkpoint_path if self.resuming and self.checkpoint_path.exists() else None
         kwargs.setdefault("progress", False if self.quiet else None)
         kwargs.setdefault("desc", self.experiment)
-        self.history = fit(
-            model,
-            loss_fn,
-            optimizer,
-            train,
-            val,
-            epochs=epochs,
-            callbacks=all_callbacks,
-            resume_from=resume,
-            **kwargs,
-        )
+        try:
+            self.history = fit(
+                model,
+                loss_fn,
+                optimizer,
+                train,
+                val,
+                epochs=epochs,
+                callbacks=all_callbacks,
+                resume_from=resume,
+                **kwargs,
+            )
+        except DivergenceError:
+            self._save_monitors(monitor)  # the figure shows the way to the divergence
+            raise
+        finally:
+            if monitor is not None:
+                monitor.detach()  # after any error too: leave the model unwrapped
+        self._save_monitors(monitor)
         return self.history
+
+    def _save_monitors(self, monitor: TrainingMonitor | None) -> None:
+        if monitor is None or not monitor.records:
+            return
+        self.save_figure(
+            MONITORS,
+            monitor.plot(title=f"{self.experiment}: training monitors"),
+            "training monitors: output and gradient histograms per layer, dead ReLU units and "
+            "saturation, update/weight ratios",
+            dpi=90,  # a wide figure of many panels: still readable, a third of the bytes
+        )
+        self.notes = [n for n in self.notes if not n.startswith("Monitors")]
+        self.notes.append(monitor.summary())
 
     def log(self, entry: dict[str, Any]) -> None:
         """Append one JSON line to metrics.jsonl (for numbers that do not come from ``fit``)."""
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
-    def save_figure(self, name: str, fig: Any, caption: str = "") -> Path:
+    def save_figure(self, name: str, fig: Any, caption: str = "", dpi: int = 110) -> Path:
         """Save a matplotlib Figure as ``<name>.png`` in the run folder; it joins the report."""
         from handgrad.viz import save_figure
 
-        path = save_figure(fig, self.dir / f"{name}.png")
+        path = save_figure(fig, self.dir / f"{name}.png", dpi=dpi)
         self.figures = [(f, c) for f, c in self.figures if f != path.name]
         self.figures.append((path.name, caption or name.replace("_", " ")))
         return path
