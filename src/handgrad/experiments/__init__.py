@@ -28,6 +28,7 @@ from handgrad.experiments import digits_mlp, mnist_mlp, cifar10_mlp  # noqa: F40
 from handgrad.experiments import scalar, torch_parity  # noqa: F401  isort: skip
 from handgrad.experiments import normalization, class_visualization  # noqa: F401  isort: skip
 from handgrad.experiments import activations, hexagon  # noqa: F401  isort: skip
+from handgrad.experiments import digits_cnn, mnist_cnn, cifar10_cnn, batchnorm  # noqa: F401  isort: skip
 
 __all__ = [
     "Config",
