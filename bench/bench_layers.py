@@ -13,8 +13,11 @@ block the script pauses (the other library's threads go to sleep), makes one unt
 then times ``--block`` calls. A burst of background load still hits both alike.
 
 Forward times the layer call; backward times ``backward`` after an untimed forward (torch's
-input requires grad, so both compute the input gradient). In the training step neither computes
-the first convolution's input gradient (``Sequential.backward(g, input_grad=False)``).
+input requires grad, so both compute the input gradient). Layers that sit after another conv
+or pooling layer in the model get their input and gradient in the CWHN memory layout those
+layers emit (docs/conv.md); torch gets its usual contiguous NCHW tensors. In the training step
+neither computes the first convolution's input gradient (``Sequential.backward(g,
+input_grad=False)``).
 
 handgrad can split its elementwise passes (im2col, col2im, pooling) over
 ``$HANDGRAD_NUM_THREADS`` threads (default 1). That pays off only when BLAS's idle threads do
@@ -65,6 +68,12 @@ def alternate(
     }
 
 
+def cwhn(a: np.ndarray) -> np.ndarray:
+    """A copy of an (N, C, H, W) array laid out as handgrad's conv and pooling layers emit it:
+    channel, W, H, batch innermost."""
+    return np.ascontiguousarray(a.transpose(1, 3, 2, 0)).transpose(3, 0, 2, 1)
+
+
 def layer_pairs(batch: int, rng: np.random.Generator):
     """(name, handgrad module, torch module, input shape) for each benchmarked layer."""
     import torch
@@ -96,6 +105,10 @@ def layer_timers(ours, theirs, shape, rng: np.random.Generator) -> dict[str, Tim
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     g = rng.standard_normal(np.shape(ours(x)), dtype=np.float32)
     tg = torch.from_numpy(g)
+    if len(shape) == 4 and shape[1] > 1:
+        # inside the model these layers receive a Conv2d's or a pooling layer's output, laid
+        # out CWHN (see docs/conv.md), and gradients in that layout: time them as they run there
+        x, g = cwhn(x), cwhn(g)
     # the two must agree before their speed means anything
     np.testing.assert_allclose(ours(x), theirs(tx).detach().numpy(), rtol=1e-4, atol=1e-4)
 

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 # (script, full arguments, quick arguments)
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_mlp.py", [], ["--samples", "6400", "--repeats", "1"]),
-    ("bench_cnn.py", [], ["--images", "640", "--repeats", "1"]),
+    ("bench_cnn.py", [], ["--images", "640", "--rounds", "1"]),
     ("bench_layers.py", [], ["--repeats", "5", "--block", "5"]),
     ("bench_scalar.py", [], []),
 ]

@@ -522,3 +522,77 @@ def test_conv2d_backward_params_skips_only_the_input_gradient() -> None:
         assert rel_error(p.grad, t_grad) < 1e-12, name
     with pytest.raises(RuntimeError, match=r"backward\(\) called before forward\(\)"):
         Conv2d(1, 1, 1).backward_params(np.zeros((1, 1, 1, 1)))
+
+
+# -- the CWHN work layout and buffer ownership -------------------------------------------------
+
+
+def cwhn(a: np.ndarray) -> bool:
+    """Whether an (N, C, H, W) array is laid out channel, W, H, batch (batch innermost)."""
+    return a.transpose(1, 3, 2, 0).flags.c_contiguous
+
+
+def test_cnn_layers_hand_each_other_cwhn_and_read_it_in_place() -> None:
+    rng = np.random.default_rng(13)
+    conv1 = Conv2d(2, 4, 3, padding=1, rng=rng, dtype=np.float64)
+    pool = MaxPool2d(2)
+    conv2 = Conv2d(4, 3, 3, rng=rng, dtype=np.float64)  # unpadded: reads its input in place
+    x = rng.standard_normal((5, 2, 8, 10))
+    x_before = x.copy()
+    h1 = conv1(x)
+    h2 = pool(h1)
+    out = conv2(h2)
+    assert cwhn(h1) and cwhn(h2) and cwhn(out)
+    assert conv2._xbuf is None, "an unpadded CWHN input needs no staging copy"
+    # the same numbers as torch, and as the same layers fed C-contiguous arrays
+    t1 = load_into_torch(conv1, torch.nn.Conv2d(2, 4, 3, padding=1).double())
+    t2 = load_into_torch(conv2, torch.nn.Conv2d(4, 3, 3).double())
+    t_out = t2(torch.nn.functional.max_pool2d(t1(torch.from_numpy(x)), 2)).detach().numpy()
+    assert rel_error(out, t_out) < 1e-12
+    np.testing.assert_array_equal(conv2(np.ascontiguousarray(h2)), out)
+    # backward on a C-contiguous grad_out (as from Flatten) gives the same bits
+    g = rng.standard_normal(out.shape)
+    g_cwhn = np.ascontiguousarray(g.transpose(1, 3, 2, 0)).transpose(3, 0, 2, 1)
+    conv2(h2)
+    dx_c = conv2.backward(g)
+    dx_cwhn = conv2.backward(g_cwhn)
+    np.testing.assert_array_equal(dx_c, dx_cwhn)
+    np.testing.assert_array_equal(x, x_before)
+
+
+LAYERS_FOR_OWNERSHIP = {
+    "conv-padded": lambda: Conv2d(3, 4, 3, padding=1, rng=0, dtype=np.float64),
+    "conv-unpadded": lambda: Conv2d(3, 4, 3, rng=0, dtype=np.float64),
+    "conv-strided": lambda: Conv2d(3, 4, 3, stride=2, padding=1, rng=0, dtype=np.float64),
+    "maxpool": lambda: MaxPool2d(2),
+    "maxpool-overlap": lambda: MaxPool2d(3, 2, 1),
+    "avgpool": lambda: AvgPool2d(2),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS_FOR_OWNERSHIP))
+@pytest.mark.parametrize("layout", ["nchw", "cwhn"])
+def test_outputs_and_gradients_are_never_overwritten_by_later_calls(name: str, layout) -> None:
+    # a user may keep out1 = layer(x1) and dx1 = layer.backward(g1), then call the layer again:
+    # work buffers are reused between calls, but what a call returns must stay as it was
+    rng = np.random.default_rng(14)
+    layer = LAYERS_FOR_OWNERSHIP[name]()
+
+    def draw(shape):
+        a = rng.standard_normal(shape)
+        return (
+            a
+            if layout == "nchw"
+            else np.ascontiguousarray(a.transpose(1, 3, 2, 0)).transpose(3, 0, 2, 1)
+        )
+
+    x1, x2 = draw((4, 3, 8, 8)), draw((4, 3, 8, 8))
+    out1 = layer(x1)
+    dx1 = layer.backward(g1 := rng.standard_normal(out1.shape))
+    kept_out, kept_dx = out1.copy(), dx1.copy()
+    out2 = layer(x2)
+    dx2 = layer.backward(2 * g1 + 1)
+    np.testing.assert_array_equal(out1, kept_out)
+    np.testing.assert_array_equal(dx1, kept_dx)
+    assert not np.shares_memory(out1, out2) and not np.shares_memory(dx1, dx2)
+    assert not np.shares_memory(out1, x1) and not np.shares_memory(dx1, g1)

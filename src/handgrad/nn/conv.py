@@ -2,20 +2,20 @@
 
 How the columns are built (see docs/conv.md for a worked picture):
 
-* The input is copied once into a zero-padded buffer laid out channel-major,
-  ``xbuf[c, n, :, :]``, so that for a fixed channel all images follow each other in memory.
+* Work arrays are laid out "CWHN": channel outermost, then W, then H, with the batch innermost,
+  ``xbuf[c, w, h, n]``. The input is copied once into a zero-padded buffer in that order (or,
+  unpadded and already CWHN, as the output of a previous Conv2d or pooling layer is, read in
+  place).
 * For each of the ``kh * kw`` kernel offsets ``(i, j)`` the values that offset sees in every
-  patch form one strided view of that buffer, ``xbuf[:, :, rows_i, cols_j]`` (basic slices,
+  patch form one strided view of that buffer, ``xbuf[:, cols_j, rows_i, :]`` (basic slices,
   no Python loop over pixels or images), copied into the rows ``cols[c, i, j]`` of the column
-  matrix ``(C * kh * kw, N * OH * OW)``.
-* With stride 1 along H this copy goes in two steps: ``xj[c, j] = xbuf[c, :, :, cols_j]``
-  (one W-shift per kernel column), then ``cols[c, i, j] = xj[c, j, :, rows_i]``, in which a
-  whole ``(OH, OW)`` image is one contiguous run: long memcpy-like copies instead of
-  ``N * C * OH`` short ones.
+  matrix ``(C * kh * kw, OW * OH * N)``. With stride 1 along H, each output column of each
+  channel is then one contiguous run of ``OH * N`` values: long memcpy-like copies.
 * The output is one GEMM, ``weight (O, C*kh*kw) @ cols``, batched over ``groups``. Without
   groups the bias rides along: ``cols`` gets one extra row of ones and the weight matrix one
   extra column holding the bias, so the GEMM adds it and backward's ``cols @ grad_out^T``
-  returns the bias gradient (the sum of ``grad_out``) as its last row.
+  returns the bias gradient (the sum of ``grad_out``) as its last row. The GEMM's result
+  ``(O, OW, OH, N)`` is returned as a transposed view ``(N, O, OH, OW)``: CWHN again.
 
 The backward pass reuses the saved columns: ``grad_weight = grad_out @ cols^T`` (one GEMM) and
 ``grad_cols = weight^T @ grad_out`` (one GEMM), then col2im runs the copies of im2col backwards,
@@ -64,7 +64,7 @@ def _positive_int(owner: str, name: str, value: Any) -> int:
 # few Python threads can run them in parallel. Off by default: OpenBLAS keeps its idle workers
 # spinning for ~0.1 s after every GEMM, so between GEMMs the other cores are taken and extra
 # threads only add hand-offs. With OPENBLAS_THREAD_TIMEOUT=4 (set before NumPy is imported) and
-# HANDGRAD_NUM_THREADS=2, the 2-core mnist-cnn training step ran about 15% faster.
+# HANDGRAD_NUM_THREADS=2, the 2-core mnist-cnn training epoch ran about 17% faster.
 PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off costs more than it saves
 _executor: ThreadPoolExecutor | None = None
 _executor_workers = 0
@@ -138,7 +138,9 @@ class Conv2d(Module):
         input (N, C, H, W), output (N, O, OH, OW) with
         ``OH = (H + pad_top + pad_bottom - dilation_h * (kh - 1) - 1) // stride_h + 1``
         (and likewise OW). ``weight`` (O, C / groups, kh, kw), ``bias`` (O,).
-        The output is laid out channel-major in memory (a transposed view of (O, N, OH, OW)).
+        The output is a fresh array laid out "CWHN" in memory (a transposed view of an
+        (O, OW, OH, N) array): the layout this layer's im2col, its backward and the pooling
+        layers read fastest. Any layout is accepted as input.
     Init: PyTorch's default, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
     ``fan_in = C / groups * kh * kw``.
     """
@@ -202,13 +204,12 @@ class Conv2d(Module):
 
     def _clear_cache(self) -> None:
         # what forward keeps for backward, and work buffers reused between calls (allocating
-        # and page-faulting tens of MB per call costs as much as a small GEMM)
+        # and page-faulting tens of MB per call costs as much as a small GEMM). Work arrays are
+        # stored in the "CWHN" order: channel, then W, then H, with the batch innermost.
         self._geom: dict[str, Any] | None = None
-        self._xbuf: np.ndarray | None = None  # zero-padded input, (C, N, Hp, Wp)
-        self._xj: np.ndarray | None = None  # input shifted per kernel column, (C, kw, N, Hp, OW)
-        self._cols: np.ndarray | None = None  # (C*kh*kw (+1), N, OH, OW)
-        self._gcols: np.ndarray | None = None  # dL/dcols, (C, kh, kw, N, OH, OW)
-        self._dxj: np.ndarray | None = None  # dL/dxj, like _xj
+        self._xbuf: np.ndarray | None = None  # zero-padded input, (C, Wp, Hp, N)
+        self._cols: np.ndarray | None = None  # (C*kh*kw (+1), OW, OH, N)
+        self._gcols: np.ndarray | None = None  # dL/dcols, (C*kh*kw, OW, OH, N)
 
     def _on_dtype_change(self, dtype: np.dtype) -> None:
         self._clear_cache()
@@ -232,12 +233,9 @@ class Conv2d(Module):
         # output row / column (basic slices, so every use below is a view)
         rows = [slice(dh * i, dh * i + sh * (OH - 1) + 1, sh) for i in range(kh)]
         cols = [slice(dw * j, dw * j + sw * (OW - 1) + 1, sw) for j in range(kw)]
-        # with stride 1 along H, im2col goes through a W-shifted copy (see forward)
-        two_stage = sh == 1 and kh > 1
         dtype = np.result_type(x.dtype, self.weight.data.dtype)
         return dict(
-            N=N, C=C, H=H, W=W, Hp=Hp, Wp=Wp, OH=OH, OW=OW,
-            rows=rows, cols=cols, two_stage=two_stage, dtype=dtype,
+            N=N, C=C, H=H, W=W, Hp=Hp, Wp=Wp, OH=OH, OW=OW, rows=rows, cols=cols, dtype=dtype,
         )  # fmt: skip
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -260,26 +258,23 @@ class Conv2d(Module):
         # holding the bias in the weight matrix (and backward's GEMM then sums its gradient)
         ones = 1 if self.bias is not None and G == 1 else 0
 
-        xbuf = self._buffer("_xbuf", (C, N, Hp, Wp), dt)  # the border stays zero
-        xj = self._buffer("_xj", (C, kw, N, Hp, OW), dt) if g["two_stage"] else None
-        cols = self._buffer("_cols", (K + ones, N, OH, OW), dt)
-        patches = cols[:K].reshape(C, kh, kw, N, OH, OW)  # a view: cols is C-contiguous
-        x_cm = x.transpose(1, 0, 2, 3)
+        # In the CWHN order a kernel offset's patch entries are, for each output column, one
+        # contiguous run of OH*N values (stride 1): every im2col copy is a long memcpy-like run
+        x_cwhn = x.transpose(1, 3, 2, 0)  # (C, W, H, N), a view
+        padded = any(self._pads)
+        if padded or not (x_cwhn.flags.c_contiguous and x.dtype == dt):
+            src = self._buffer("_xbuf", (C, Wp, Hp, N), dt)  # the border stays zero
+        else:  # the previous conv/pool layer already hands over CWHN: read it in place
+            src = x_cwhn
+        cols = self._buffer("_cols", (K + ones, OW, OH, N), dt)
+        patches = cols[:K].reshape(C, kh, kw, OW, OH, N)  # a view: cols is C-contiguous
 
         def im2col(c0: int, c1: int) -> None:
-            xbuf[c0:c1, :, pt : pt + H, pl : pl + W] = x_cm[c0:c1]  # channel-major, padded
-            if xj is None:  # strided: copy each patch row block straight from the input
-                for i in range(kh):
-                    for j in range(kw):
-                        patches[c0:c1, i, j] = xbuf[c0:c1, :, rows[i], cols_at[j]]
-                return
-            # stride 1 in H: first shift along W for each kernel column (OW-long runs), then
-            # along H for each kernel row, where a whole (OH, OW) image is one contiguous run
-            for j in range(kw):
-                xj[c0:c1, j] = xbuf[c0:c1, :, :, cols_at[j]]
+            if src is not x_cwhn:
+                src[c0:c1, pl : pl + W, pt : pt + H] = x_cwhn[c0:c1]
             for i in range(kh):
                 for j in range(kw):
-                    patches[c0:c1, i, j] = xj[c0:c1, j, :, rows[i]]
+                    patches[c0:c1, i, j] = src[c0:c1, cols_at[j], rows[i]]
 
         parallel_for(im2col, C, cols.size)
         weight = self.weight.data.reshape(G, O // G, K // G).astype(dt, copy=False)
@@ -287,11 +282,11 @@ class Conv2d(Module):
             cols[K] = 1.0
             bias = self.bias.data.reshape(1, O, 1).astype(dt)  # type: ignore[union-attr]
             weight = np.concatenate([weight, bias], axis=2)
-        out = np.matmul(weight, cols.reshape(G, -1, M)).reshape(O, N, OH, OW)
+        out = np.matmul(weight, cols.reshape(G, -1, M)).reshape(O, OW, OH, N)  # fresh array
         if self.bias is not None and not ones:
             out += self.bias.data.reshape(O, 1, 1, 1)
         self._geom = g
-        return out.transpose(1, 0, 2, 3)  # (N, O, OH, OW), laid out channel-major
+        return out.transpose(3, 0, 2, 1)  # (N, O, OH, OW), laid out CWHN
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         g2 = self._grad_params(grad_out)
@@ -301,31 +296,33 @@ class Conv2d(Module):
         rows, cols_at, dt, G = g["rows"], g["cols"], g["dtype"], self.groups
         K, M = C * kh * kw, N * OH * OW
 
-        # dL/dcols = W^T @ grad_out, then col2im: the two shifts of im2col run backwards,
-        # adding instead of copying where the patches overlap
-        gcols = self._buffer("_gcols", (C, kh, kw, N, OH, OW), dt)
+        # dL/dcols = W^T @ grad_out, then col2im: the copies of im2col run backwards, adding
+        # where patches overlap (within one kernel offset every target is distinct, so a
+        # strided += is exact; the loop sums the offsets)
+        gcols = self._buffer("_gcols", (K, OW, OH, N), dt)
         w = self.weight.data.reshape(G, O // G, K // G).astype(dt, copy=False)
         np.matmul(w.transpose(0, 2, 1), g2, out=gcols.reshape(G, K // G, M))
-        dxj = self._buffer("_dxj", (C, kw, N, Hp, OW), dt) if g["two_stage"] else None
-        dxbuf = np.empty((C, N, Hp, Wp), dtype=dt)  # fresh: the result is a view of it
+        gpatches = gcols.reshape(C, kh, kw, OW, OH, N)
+        dxbuf = np.empty((C, Wp, Hp, N), dtype=dt)  # fresh: the result is a view of it
+        # with stride 1 and no dilation, offset (0, 0) covers the block [:OW, :OH] of each
+        # channel: it is assigned, and only the rest needs zeros
+        first = self.stride == (1, 1) and self.dilation == (1, 1)
 
         def col2im(c0: int, c1: int) -> None:
-            # slabs of channels are independent, so threads can share the work
-            dxbuf[c0:c1].fill(0)
-            if dxj is None:
-                for i in range(kh):
-                    for j in range(kw):
-                        dxbuf[c0:c1, :, rows[i], cols_at[j]] += gcols[c0:c1, i, j]
-                return
-            dxj[c0:c1].fill(0)
+            d = dxbuf[c0:c1]
+            if first:
+                d[:, OW:] = 0
+                d[:, :OW, OH:] = 0
+                d[:, :OW, :OH] = gpatches[c0:c1, 0, 0]
+            else:
+                d.fill(0)
             for i in range(kh):
                 for j in range(kw):
-                    dxj[c0:c1, j, :, rows[i]] += gcols[c0:c1, i, j]
-            for j in range(kw):
-                dxbuf[c0:c1, :, :, cols_at[j]] += dxj[c0:c1, j]
+                    if not (first and i == j == 0):
+                        d[:, cols_at[j], rows[i]] += gpatches[c0:c1, i, j]
 
         parallel_for(col2im, C, gcols.size)
-        return dxbuf[:, :, pt : pt + H, pl : pl + W].transpose(1, 0, 2, 3)
+        return dxbuf[:, pl : pl + W, pt : pt + H].transpose(3, 0, 2, 1)  # (N, C, H, W)
 
     def backward_params(self, grad_out: np.ndarray) -> None:
         """Accumulate dL/dweight and dL/dbias only, skipping dL/dx (for a first layer fed with
@@ -339,8 +336,8 @@ class Conv2d(Module):
         O, G, (kh, kw) = self.out_channels, self.groups, self.kernel_size
         grad_out = _check_grad(self, grad_out, (N, O, OH, OW))
         K, M = C * kh * kw, N * OH * OW
-        # grad_out as (O, N*OH*OW): free when it comes channel-major (as this layer's output)
-        g2 = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3), dtype=dt).reshape(G, -1, M)
+        # grad_out as (O, OW*OH*N): free when it comes CWHN (as this layer's output)
+        g2 = np.ascontiguousarray(grad_out.transpose(1, 3, 2, 0), dtype=dt).reshape(G, -1, M)
         cols = self._cols.reshape(G, -1, M)  # type: ignore[union-attr]
         # dL/dW = grad_out @ cols^T per group, computed as (cols @ grad_out^T)^T: the same
         # GEMM, but OpenBLAS splits it across threads far better in this orientation. With

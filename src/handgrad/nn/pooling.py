@@ -32,7 +32,7 @@ def _axis_order(a: np.ndarray) -> tuple[int, ...]:
 def _empty_ordered(shape: tuple[int, ...], dtype: Any, order: tuple[int, ...]) -> np.ndarray:
     """An uninitialised array of ``shape`` laid out in memory with axes in ``order``."""
     buf = np.empty(tuple(shape[ax] for ax in order), dtype=dtype)
-    return buf.transpose(np.argsort(order))
+    return buf.transpose(sorted(range(len(order)), key=order.__getitem__))  # inverse order
 
 
 def _in_order(a: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
@@ -193,35 +193,32 @@ class MaxPool2d(_Pool2d):
         grad_out = _check_grad(self, grad_out, (N, C, OH, OW))
         argmax = self._argmax
         dtype = np.result_type(grad_out.dtype, self._dtype)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if g["disjoint"]:
-            # each input entry is in at most one window: one strided write per window offset;
-            # when the windows tile the input exactly every entry is written, so no zero fill
-            tiled = (Hp, Wp) == (OH * kh, OW * kw) and self.padding == (0, 0)
-            order = _axis_order(argmax)  # the forward input's memory order
-            grad_out = _in_order(grad_out, order)
-            dxp = _empty_ordered((N, C, Hp, Wp), dtype, order)
-            offsets = self._offsets()
+        kh, kw = self.kernel_size
+        # one strided pass per window offset (a loop over kh*kw, never over pixels): within
+        # one offset the windows' entries are distinct, so a plain strided write (or +=) is
+        # exact. Disjoint windows (stride >= kernel) write, and when they tile the input
+        # exactly every entry is written, so no zero fill; overlapping windows (e.g. kernel 3,
+        # stride 2) add, an entry that is the maximum of several windows getting their sum
+        disjoint = g["disjoint"]
+        tiled = disjoint and (Hp, Wp) == (OH * kh, OW * kw) and self.padding == (0, 0)
+        order = _axis_order(argmax)  # the forward input's memory order
+        grad_out = _in_order(grad_out, order)
+        dxp = _empty_ordered((N, C, Hp, Wp), dtype, order)
+        offsets = self._offsets()
 
-            def scatter(c0: int, c1: int) -> None:
-                d, go, am = dxp[:, c0:c1], grad_out[:, c0:c1], argmax[:, c0:c1]
-                if not tiled:
-                    d.fill(0)
-                for p, (a, b) in enumerate(offsets):
-                    np.multiply(go, am == p, out=self._offset_view(d, g, a, b))
+        def scatter(c0: int, c1: int) -> None:
+            d, go, am = dxp[:, c0:c1], grad_out[:, c0:c1], argmax[:, c0:c1]
+            if not tiled:
+                d.fill(0)
+            for p, (a, b) in enumerate(offsets):
+                view = self._offset_view(d, g, a, b)
+                if disjoint:
+                    np.multiply(go, am == p, out=view)
+                else:
+                    view += go * (am == p)
 
-            parallel_for(scatter, C, dxp.size)
-            return self._crop(dxp, g)
-        # overlapping windows: scatter-add every grad_out entry to its window's argmax, at flat
-        # index ((n*C + c)*Hp + sh*oh + a)*Wp + sw*ow + b, in one np.add.at pass
-        rows = np.arange(N * C, dtype=np.intp).reshape(N, C, 1, 1) * (Hp * Wp)
-        rows = rows + (sh * Wp) * np.arange(OH, dtype=np.intp)[:, None]
-        window_start = rows + sw * np.arange(OW, dtype=np.intp)
-        offset_of = np.array([a * Wp + b for a, b in self._offsets()], dtype=np.intp)
-        target = window_start + offset_of[argmax]  # (N, C, OH, OW)
-        dxp = np.zeros(N * C * Hp * Wp, dtype=dtype)
-        np.add.at(dxp, target.ravel(), grad_out.ravel())
-        return self._crop(dxp.reshape(N, C, Hp, Wp), g)
+        parallel_for(scatter, C, dxp.size)
+        return self._crop(dxp, g)
 
 
 class AvgPool2d(_Pool2d):
