@@ -91,6 +91,11 @@ def layer_pairs(batch: int, rng: np.random.Generator):
          (batch, 32, 28, 28)),
         ("Linear 3136->10", nn.Linear(3136, 10, rng=rng), torch.nn.Linear(3136, 10),
          (batch, 3136)),
+        ("Linear 784->512", nn.Linear(784, 512, rng=rng), torch.nn.Linear(784, 512),
+         (batch, 784)),
+        ("BatchNorm1d 512", nn.BatchNorm1d(512), torch.nn.BatchNorm1d(512), (batch, 512)),
+        ("BatchNorm2d 32, 28x28", nn.BatchNorm2d(32), torch.nn.BatchNorm2d(32),
+         (batch, 32, 28, 28)),
     ]  # fmt: skip
     for _, ours, theirs, _ in rows:
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})

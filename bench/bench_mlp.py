@@ -114,29 +114,15 @@ def gemm_rate() -> float:
     return 2 * 1024**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def naive_add_matmul(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    dst += a @ b  # a temporary and an extra pass, even right after zero_grad
-
-
 VARIANTS = {
     "first layer dx computed": {"input_grad": True},
     "float64": {"dtype": np.float64},
-    "grad via temporary": {"naive": True},
 }
 
 
 def variant_epoch(X: np.ndarray, y: np.ndarray, name: str) -> float:
     """handgrad with one optimisation undone (see docs/performance.md)."""
-    import handgrad.nn.linear as linear
-
-    opts = dict(VARIANTS[name])
-    saved = linear.add_matmul
-    if opts.pop("naive", False):
-        linear.add_matmul = naive_add_matmul
-    try:
-        return handgrad_epoch(X, y, **opts)
-    finally:
-        linear.add_matmul = saved
+    return handgrad_epoch(X, y, **VARIANTS[name])
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from handgrad._util import RNGLike, as_float_dtype, as_rng
 from handgrad.nn import init
-from handgrad.nn.module import Module, Parameter, add_matmul
+from handgrad.nn.module import Module, Parameter
 
 __all__ = ["Identity", "Linear"]
 
@@ -73,7 +73,7 @@ class Linear(Module):
         g2 = grad_out.reshape(-1, self.out_features)  # (N, out)
         x2 = x.reshape(-1, self.in_features)  # (N, in)
         # dL/dW = g^T x, summed over the batch; dL/db = sum of g over the batch
-        add_matmul(self.weight.grad, g2.T, x2)
+        self.weight.grad += g2.T @ x2
         if self.bias is not None:
             self.bias.grad += g2.sum(axis=0)
 

@@ -18,19 +18,7 @@ import numpy as np
 
 from handgrad._util import as_float_dtype
 
-__all__ = ["Module", "Parameter", "Sequential", "add_matmul"]
-
-
-def add_matmul(dst: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """dst += a @ b, the accumulation of a parameter gradient.
-
-    Just after ``zero_grad()`` dst is all zeros, and the product is written straight into it:
-    no temporary, no extra pass to add it (``any()`` stops at the first non-zero otherwise).
-    """
-    if dst.any():
-        dst += a @ b
-    else:
-        np.matmul(a, b, out=dst)
+__all__ = ["Module", "Parameter", "Sequential"]
 
 
 class Parameter:
