@@ -309,3 +309,32 @@ def test_missing_data_is_a_clear_error(tmp_path):
     overrides = {"data_dir": str(tmp_path), "download": False, "quiet": True}
     with pytest.raises(DataError, match=r"mnist: train-images-idx3-ubyte.gz .*not found"):
         start("mnist-mlp", overrides, out=tmp_path / "runs")
+
+
+BAD_SHARED_VALUES = {
+    "epochs": 0,
+    "batch_size": 0,
+    "lr": 0.0,
+    "momentum": 1.0,
+    "weight_decay": -0.1,
+    "val_size": -1,
+    "max_train": 0,
+    "max_test": 0,
+}
+
+
+def test_shared_field_rules_apply_to_every_experiment_that_has_the_field():
+    checked = 0
+    for exp in registry.experiments():
+        fields = registry.config_fields(exp.config_cls)
+        for name in registry.SHARED_FIELD_RULES:
+            if name not in fields:
+                continue
+            bad = BAD_SHARED_VALUES.get(name)
+            if name == "hidden":
+                default = exp.config_cls().hidden
+                bad = (0,) if isinstance(default, tuple) else 0
+            with pytest.raises(ValueError, match=rf"invalid {name} "):
+                exp.config_cls(**{name: bad})
+            checked += 1
+    assert checked >= 40  # the rules do reach the experiments

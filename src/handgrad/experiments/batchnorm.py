@@ -195,13 +195,7 @@ class BatchNormConfig(Config):
         check(self, "epochs", self.epochs is None or self.epochs >= 1, ">= 1 or none")
         # BatchNorm needs more than one sample per batch to normalise with
         check(self, "batch_size", self.batch_size >= 2, ">= 2")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
         check(self, "val_size", self.val_size is None or self.val_size >= 1, ">= 1 or none")
-        for name in ("max_train", "max_test"):
-            value = getattr(self, name)
-            check(self, name, value is None or value >= 1, ">= 1 or none")
 
 
 def _load(cfg: BatchNormConfig) -> tuple[Any, Any, Any, tuple[str, ...]]:

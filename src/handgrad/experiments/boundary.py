@@ -63,14 +63,9 @@ class BoundaryConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("n", "epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
+        check(self, "n", self.n >= 1, ">= 1")
         check(self, "noise", self.noise is None or self.noise >= 0, ">= 0 or none")
         check(self, "classes", self.classes is None or self.classes >= 2, ">= 2 or none")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
         check(self, "resolution", self.resolution >= 2, ">= 2")
         check(self, "snapshots", all(e >= 1 for e in self.snapshots), "epochs >= 1")
 

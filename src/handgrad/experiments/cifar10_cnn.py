@@ -69,18 +69,8 @@ class Cifar10CNNConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_layer_spec(self)
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
         for name in ("conv_dropout", "dropout"):
             check(self, name, 0 <= getattr(self, name) < 1, "in [0, 1)")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
-        check(self, "val_size", self.val_size >= 0, ">= 0")
-        for name in ("max_train", "max_test"):
-            value = getattr(self, name)
-            check(self, name, value is None or value >= 1, ">= 1 or none")
 
 
 @register("cifar10-cnn", Cifar10CNNConfig, "the course's VGG-style ConvNet on CIFAR-10, ~77% test")

@@ -79,7 +79,7 @@ class ClassVisualizationConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("epochs", "batch_size", "steps", "saliency_images"):
+        for name in ("steps", "saliency_images"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
         check(self, "hidden", len(self.hidden) >= 1 and min(self.hidden) >= 1, "widths >= 1")
         check(self, "channels", min(self.channels) >= 1, "widths >= 1")
@@ -87,9 +87,6 @@ class ClassVisualizationConfig(Config):
             check(self, name, getattr(self, name) > 0, "> 0")
         for name in ("l2", "tv", "blur", "jitter"):
             check(self, name, getattr(self, name) >= 0, ">= 0")
-        for name in ("max_train", "max_test"):
-            value = getattr(self, name)
-            check(self, name, value is None or value >= 1, ">= 1 or none")
 
 
 def build_classifier(

@@ -134,13 +134,6 @@ class DigitsCNNConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_layer_spec(self)
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
-        check(self, "val_size", self.val_size >= 0, ">= 0")
 
 
 @register("digits-cnn", DigitsCNNConfig, "a small CNN on the bundled 8x8 digits, >= 98% test")

@@ -14,7 +14,7 @@ import numpy as np
 
 from handgrad.data import load
 from handgrad.experiments.common import make_optimizer, mlp, split_validation, train_classifier
-from handgrad.experiments.registry import Config, check, register
+from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
 __all__ = ["DigitsMLPConfig", "run_digits_mlp"]
@@ -43,16 +43,6 @@ class DigitsMLPConfig(Config):
     momentum: float = 0.9
     weight_decay: float = 0.0
     val_size: int = 200
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
-        check(self, "val_size", self.val_size >= 0, ">= 0")
 
 
 @register("digits-mlp", DigitsMLPConfig, "an MLP on the bundled 8x8 digits, >= 97% test accuracy")

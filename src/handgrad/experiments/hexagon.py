@@ -97,7 +97,6 @@ class HexagonConfig(Config):
             all(a in _ACTIVATIONS for a in self.activations),
             "relu and/or tanh",
         )
-        check(self, "lr", self.lr > 0, "> 0")
         check(self, "extent", self.extent >= 1, ">= 1 (the data fill [-1, 1]^2)")
         check(self, "resolution", self.resolution >= 16, ">= 16")
         check(self, "rel_tol", 0 < self.rel_tol < 0.5, "in (0, 0.5)")

@@ -21,7 +21,7 @@ from handgrad.experiments.digits_cnn import (
     describe,
     schedule_callbacks,
 )
-from handgrad.experiments.registry import Config, check, register
+from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
 __all__ = ["MnistCNNConfig", "run_mnist_cnn"]
@@ -66,16 +66,6 @@ class MnistCNNConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_layer_spec(self)
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
-        check(self, "val_size", self.val_size >= 0, ">= 0")
-        for name in ("max_train", "max_test"):
-            value = getattr(self, name)
-            check(self, name, value is None or value >= 1, ">= 1 or none")
 
 
 @register("mnist-cnn", MnistCNNConfig, "conv32-pool-conv64-pool-linear CNN on MNIST, >= 99% test")

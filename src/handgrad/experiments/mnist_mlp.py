@@ -15,7 +15,7 @@ import numpy as np
 
 from handgrad.data import load
 from handgrad.experiments.common import make_optimizer, mlp, split_validation, train_classifier
-from handgrad.experiments.registry import Config, check, register
+from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
 __all__ = ["MnistMLPConfig", "run_mnist_mlp"]
@@ -50,19 +50,6 @@ class MnistMLPConfig(Config):
     max_train: int | None = None
     max_test: int | None = None
     download: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
-        check(self, "val_size", self.val_size >= 0, ">= 0")
-        for name in ("max_train", "max_test"):
-            value = getattr(self, name)
-            check(self, name, value is None or value >= 1, ">= 1 or none")
 
 
 @register("mnist-mlp", MnistMLPConfig, "784 -> 512 -> 512 -> 10 ReLU MLP on MNIST, >= 98% test")

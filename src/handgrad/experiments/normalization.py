@@ -69,7 +69,6 @@ class NormalizationConfig(Config):
         for name in ("seeds", "batch_size", "spiral_epochs", "digits_epochs"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
         check(self, "spiral_n", self.spiral_n >= 3, ">= 3")
-        check(self, "hidden", all(h >= 1 for h in self.hidden), "widths >= 1")
         for name in ("spiral_lr", "digits_lr"):
             check(self, name, getattr(self, name) > 0, "> 0")
 

@@ -72,6 +72,27 @@ class Config:
 
     def __post_init__(self) -> None:
         check(self, "seed", self.seed >= 0, ">= 0")
+        # the fields many experiments share are validated once, here, by the table below
+        for name, (ok, must) in SHARED_FIELD_RULES.items():
+            value = getattr(self, name, None)
+            if value is not None:
+                check(self, name, ok(value), must)
+
+
+# Rules for fields that many configs have (a config without the field skips its rule; None is
+# left to the config, where it means "all" or "default"). A config adds its own checks after
+# ``super().__post_init__()``.
+SHARED_FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "hidden": (lambda v: all(h >= 1 for h in (v if isinstance(v, tuple) else (v,))), "widths >= 1"),
+    "val_size": (lambda v: v >= 0, ">= 0"),
+    "max_train": (lambda v: v >= 1, ">= 1 or none"),
+    "max_test": (lambda v: v >= 1, ">= 1 or none"),
+}
 
 
 def check(cfg: Any, name: str, ok: bool, must: str) -> None:

@@ -77,9 +77,7 @@ class ScalarTrainConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("epochs", "n", "hidden"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "lr", self.lr > 0, "> 0")
+        check(self, "n", self.n >= 1, ">= 1")
 
 
 @register("scalar-train", ScalarTrainConfig, "synth with the scalar engine vs loops vs vectorised")

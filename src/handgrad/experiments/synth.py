@@ -41,9 +41,8 @@ class SynthConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("epochs", "batch_size", "n_train", "n_test"):
+        for name in ("n_train", "n_test"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "lr", self.lr > 0, "> 0")
 
 
 def build_synth_model(rng: np.random.Generator) -> nn.Sequential:

@@ -27,9 +27,6 @@ class TorchParityConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self, "dataset", self.dataset in ("circle", "digits"), "'circle' or 'digits'")
-        for name in ("epochs", "batch_size"):
-            check(self, name, getattr(self, name) >= 1, ">= 1")
-        check(self, "lr", self.lr > 0, "> 0")
 
 
 @register("torch-parity", TorchParityConfig, "handgrad vs PyTorch, same weights and batches")

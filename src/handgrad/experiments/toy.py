@@ -56,12 +56,9 @@ class ToyConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("epochs", "batch_size", "n_train", "n_test", "checkpoint_every"):
+        for name in ("n_train", "n_test", "checkpoint_every"):
             check(self, name, getattr(self, name) >= 1, ">= 1")
         check(self, "resolution", self.resolution >= 2, ">= 2")
-        check(self, "lr", self.lr > 0, "> 0")
-        check(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        check(self, "weight_decay", self.weight_decay >= 0, ">= 0")
         check(self, "noise", self.noise >= 0, ">= 0")
         check(self, "snapshots", all(e >= 1 for e in self.snapshots), "epochs >= 1")
 
