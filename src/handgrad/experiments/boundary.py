@@ -18,8 +18,8 @@ from handgrad import viz
 from handgrad.data import DataLoader, load
 from handgrad.experiments.common import (
     ProbabilitySnapshots,
-    make_optimizer,
     mlp,
+    optimizer_for,
     predict_proba,
 )
 from handgrad.experiments.registry import Config, check, register
@@ -83,13 +83,7 @@ def run_boundary(cfg: BoundaryConfig, run: Run) -> dict[str, float]:
     rng = np.random.default_rng(cfg.seed)
     model = mlp(2, cfg.hidden, k, cfg.activation, rng=rng)
     loss_fn = nn.CrossEntropyLoss()
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     loader = DataLoader(train.X, train.y, batch_size=cfg.batch_size, shuffle=True, rng=rng)
     extent = viz.data_extent(np.concatenate([train.X, test.X]))
     wanted = [e for e in cfg.snapshots if e < cfg.epochs] + [cfg.epochs]

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from handgrad.data import Standardizer, load
-from handgrad.experiments.common import make_optimizer, split_validation, train_classifier
+from handgrad.experiments.common import optimizer_for, split_validation, train_classifier
 from handgrad.experiments.digits_cnn import (
     check_layer_spec,
     conv_net,
@@ -95,13 +95,7 @@ def run_cifar10_cnn(cfg: Cifar10CNNConfig, run: Run) -> dict[str, float]:
         conv_dropout=cfg.conv_dropout,
         dropout=cfg.dropout,
     )
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     steps = cfg.epochs * -(-len(X_tr) // cfg.batch_size)
     val = (X_val, y_val) if cfg.val_size else (X_test, test.y)
     results = train_classifier(

@@ -18,7 +18,7 @@ import numpy as np
 
 import handgrad.optim as optim
 from handgrad.data import Standardizer, load
-from handgrad.experiments.common import make_optimizer, mlp, split_validation, train_classifier
+from handgrad.experiments.common import mlp, optimizer_for, split_validation, train_classifier
 from handgrad.experiments.registry import Config, check, register
 from handgrad.train import LRSchedulerCallback, Run
 
@@ -79,13 +79,7 @@ def run_cifar10_mlp(cfg: Cifar10MLPConfig, run: Run) -> dict[str, float]:
     model = mlp(
         X.shape[1], cfg.hidden, len(train.classes), cfg.activation, rng=rng, dropout=cfg.dropout
     )
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     callbacks = []
     if cfg.schedule == "cosine":
         cosine = optim.CosineAnnealingLR(opt, T_max=cfg.steps)

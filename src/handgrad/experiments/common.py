@@ -92,6 +92,14 @@ def make_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
+def optimizer_for(cfg: Any, params: Any) -> optim.Optimizer:
+    """The optimizer a config names: its ``optimizer``, ``lr``, ``momentum`` and
+    ``weight_decay`` fields passed to :func:`make_optimizer`."""
+    return make_optimizer(
+        cfg.optimizer, params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+
 def predict_proba(model: nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """Class probabilities in eval mode: (N,) P(class 1) for one logit, (N, K) for K logits."""
     was_training = model.training

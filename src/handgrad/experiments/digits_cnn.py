@@ -20,7 +20,7 @@ import numpy as np
 import handgrad.nn as nn
 import handgrad.optim as optim
 from handgrad.data import load
-from handgrad.experiments.common import make_optimizer, split_validation, train_classifier
+from handgrad.experiments.common import optimizer_for, split_validation, train_classifier
 from handgrad.experiments.registry import Config, check, register
 from handgrad.train import LRSchedulerCallback, Run
 
@@ -146,13 +146,7 @@ def run_digits_cnn(cfg: DigitsCNNConfig, run: Run) -> dict[str, float]:
     model = conv_net(
         shape, cfg.layers, cfg.hidden, len(train.classes), rng=rng, batchnorm=cfg.batchnorm
     )
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     steps = cfg.epochs * -(-len(X_tr) // cfg.batch_size)
     results = train_classifier(
         run,

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from handgrad.data import load
-from handgrad.experiments.common import make_optimizer, mlp, split_validation, train_classifier
+from handgrad.experiments.common import mlp, optimizer_for, split_validation, train_classifier
 from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
@@ -54,13 +54,7 @@ def run_digits_mlp(cfg: DigitsMLPConfig, run: Run) -> dict[str, float]:
     X_tr, y_tr, X_val, y_val = split_validation(X, y, cfg.val_size, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = mlp(X.shape[1], cfg.hidden, len(train.classes), cfg.activation, rng=rng)
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     results = train_classifier(
         run,
         model,

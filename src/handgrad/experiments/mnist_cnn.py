@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from handgrad.data import load
-from handgrad.experiments.common import make_optimizer, split_validation, train_classifier
+from handgrad.experiments.common import optimizer_for, split_validation, train_classifier
 from handgrad.experiments.digits_cnn import (
     check_layer_spec,
     conv_net,
@@ -80,13 +80,7 @@ def run_mnist_cnn(cfg: MnistCNNConfig, run: Run) -> dict[str, float]:
     model = conv_net(
         shape, cfg.layers, cfg.hidden, len(train.classes), rng=rng, batchnorm=cfg.batchnorm
     )
-    opt = make_optimizer(
-        cfg.optimizer,
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = optimizer_for(cfg, model.parameters())
     steps = cfg.epochs * -(-len(X_tr) // cfg.batch_size)
     results = train_classifier(
         run,
