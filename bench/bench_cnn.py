@@ -67,7 +67,7 @@ if __name__ == "__main__":
 import numpy as np
 
 import handgrad.nn as nn
-from handgrad.nn.conv import num_threads
+from handgrad.nn._common import num_threads
 from handgrad.optim import SGD, Adam
 
 Step = Callable[[int], None]  # runs the training step on batch number i

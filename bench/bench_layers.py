@@ -36,7 +36,8 @@ from collections.abc import Callable
 import numpy as np
 
 import handgrad.nn as nn
-from handgrad.nn.conv import Conv2d, num_threads
+from handgrad.nn._common import num_threads
+from handgrad.nn.conv import Conv2d
 from handgrad.nn.pooling import MaxPool2d
 
 Timer = Callable[[], tuple[float, ...]]  # runs once, returns the seconds of its timed parts

@@ -1,6 +1,6 @@
 """Conv2d, MaxPool2d and AvgPool2d beyond the generic registry checks.
 
-The registry (tests/registry_conv.py, run by test_registry.py) already checks every case against
+The registry (tests/layer_cases_conv.py, run by test_registry.py) already checks every case against
 central finite differences and PyTorch in float64. Here: max-pool ties, -inf and NaN against
 PyTorch, random configurations against PyTorch (hypothesis), float32 parity at realistic
 sizes, layouts and buffer reuse, initialisation, and every error message.
@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-# registry before registry_conv: registry.py imports registry_conv at its end, and the other
-# order would leave the conv cases out of registry.CASES
-import registry
+# layer_cases before layer_cases_conv: layer_cases.py imports layer_cases_conv at its end, and
+# the other order would fail on the circular import
+import layer_cases
 from handgrad.nn import Flatten, Linear, ReLU, Sequential
 from handgrad.nn.conv import Conv2d
 from handgrad.nn.pooling import AvgPool2d, MaxPool2d
-from registry_conv import CASES
+from layer_cases_conv import CASES
 
 torch = pytest.importorskip("torch")
 
@@ -356,7 +356,7 @@ def test_pool_attributes_are_pairs() -> None:
 
 
 def test_registry_cases_are_registered() -> None:
-    names = {c.name for c in registry.CASES}
+    names = {c.name for c in layer_cases.CASES}
     assert {c.name for c in CASES} <= names
 
 
@@ -464,7 +464,7 @@ THREADED_CASES = {
 
 @pytest.mark.parametrize("name", list(THREADED_CASES))
 def test_threaded_passes_give_the_same_bits(name: str, monkeypatch) -> None:
-    import handgrad.nn.conv as conv_module
+    import handgrad.nn._common as common
 
     make, make_torch = THREADED_CASES[name]
     rng = np.random.default_rng(10)
@@ -478,7 +478,7 @@ def test_threaded_passes_give_the_same_bits(name: str, monkeypatch) -> None:
     t_out, t_dx, t_grads, _ = torch_run(load_into_torch(serial, make_torch()), x, grad_out)
     assert rel_error(out, t_out) < 1e-12 and rel_error(dx, t_dx) < 1e-12
     # every job split across 3 threads, however small: the same bits
-    monkeypatch.setattr(conv_module, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(common, "PARALLEL_MIN_SIZE", 0)
     monkeypatch.setenv("HANDGRAD_NUM_THREADS", "3")
     threaded = make()
     np.testing.assert_array_equal(threaded(x), out)
@@ -489,7 +489,7 @@ def test_threaded_passes_give_the_same_bits(name: str, monkeypatch) -> None:
 
 
 def test_num_threads_reads_the_environment(monkeypatch) -> None:
-    from handgrad.nn.conv import num_threads
+    from handgrad.nn._common import num_threads
 
     monkeypatch.setenv("HANDGRAD_NUM_THREADS", "3")
     assert num_threads() == 3

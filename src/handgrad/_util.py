@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: dtypes and random generators."""
+"""Small helpers shared across the package: dtypes, random generators, torch tensors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RNGLike", "as_float_dtype", "as_rng"]
+__all__ = ["RNGLike", "as_float_dtype", "as_rng", "from_torch"]
 
 RNGLike = np.random.Generator | int | None
 
@@ -26,3 +26,10 @@ def as_float_dtype(dtype: Any) -> np.dtype:
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def from_torch(value: Any) -> Any:
+    """A torch tensor as a NumPy array (recognised without importing torch); else ``value``."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    return value

@@ -1,4 +1,8 @@
-"""Layers and losses, each with a hand-written backward pass."""
+"""Layers and losses, each with a hand-written backward pass.
+
+The Examples in the docstrings assume ``import numpy as np`` and ``from handgrad import nn``
+(and ``optim``); ``tests/test_doctests.py`` runs them.
+"""
 
 from handgrad.nn.activation import (
     ELU,
@@ -13,7 +17,8 @@ from handgrad.nn.activation import (
 )
 from handgrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from handgrad.nn.conv import Conv2d
-from handgrad.nn.dropout import Dropout, Flatten
+from handgrad.nn.dropout import Dropout
+from handgrad.nn.flatten import Flatten
 from handgrad.nn.linear import Identity, Linear
 from handgrad.nn.loss import (
     BCELoss,
@@ -22,6 +27,7 @@ from handgrad.nn.loss import (
     Loss,
     MSELoss,
     NLLLoss,
+    ProbCrossEntropyLoss,
 )
 from handgrad.nn.module import Module, Parameter, Sequential
 from handgrad.nn.pooling import AvgPool2d, MaxPool2d
@@ -48,6 +54,7 @@ __all__ = [
     "Module",
     "NLLLoss",
     "Parameter",
+    "ProbCrossEntropyLoss",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -28,7 +28,13 @@ __all__ = [
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow: exp is only ever taken of a non-positive number."""
+    """Logistic function without overflow: exp is only ever taken of a non-positive number.
+
+    Examples:
+        >>> from handgrad.nn.activation import sigmoid
+        >>> sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
     e = np.exp(-np.abs(x))  # in (0, 1]
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
@@ -43,7 +49,15 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 class ReLU(Module):
-    """max(0, x). The derivative at exactly 0 is taken as 0, as in PyTorch."""
+    """max(0, x). The derivative at exactly 0 is taken as 0, as in PyTorch.
+
+    Examples:
+        >>> m = nn.ReLU()
+        >>> m(np.array([-1.0, 0.0, 2.0])).tolist()
+        [0.0, 0.0, 2.0]
+        >>> m.backward(np.ones(3)).tolist()
+        [0.0, 0.0, 1.0]
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +76,15 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    """x for x > 0, negative_slope * x otherwise (derivative at 0 is negative_slope, as torch)."""
+    """x for x > 0, negative_slope * x otherwise (derivative at 0 is negative_slope, as torch).
+
+    Examples:
+        >>> m = nn.LeakyReLU(0.5)
+        >>> m(np.array([-2.0, 3.0])).tolist()
+        [-1.0, 3.0]
+        >>> m.backward(np.ones(2)).tolist()
+        [0.5, 1.0]
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -81,7 +103,15 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)).
+
+    Examples:
+        >>> m = nn.Sigmoid()
+        >>> m(np.array([0.0])).tolist()
+        [0.5]
+        >>> m.backward(np.ones(1)).tolist()  # sigma (1 - sigma)
+        [0.25]
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +128,15 @@ class Sigmoid(Module):
 
 
 class Tanh(Module):
-    """tanh(x)."""
+    """tanh(x).
+
+    Examples:
+        >>> m = nn.Tanh()
+        >>> m(np.array([0.0, 1.0])).round(4).tolist()
+        [0.0, 0.7616]
+        >>> m.backward(np.ones(2)).round(4).tolist()  # 1 - tanh(x)^2
+        [1.0, 0.42]
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +153,15 @@ class Tanh(Module):
 
 
 class Softplus(Module):
-    """(1/beta) log(1 + exp(beta x)); reverts to x where beta x > threshold (as torch)."""
+    """(1/beta) log(1 + exp(beta x)); reverts to x where beta x > threshold (as torch).
+
+    Examples:
+        >>> m = nn.Softplus()
+        >>> m(np.array([0.0, 30.0])).round(4).tolist()  # log 2, then linear past threshold
+        [0.6931, 30.0]
+        >>> m.backward(np.ones(2)).tolist()  # sigmoid(beta x)
+        [0.5, 1.0]
+    """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
@@ -148,7 +194,15 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 class GELU(Module):
     """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` uses
-    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch."""
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch.
+
+    Examples:
+        >>> x = np.array([-1.0, 0.0, 1.0])
+        >>> nn.GELU()(x).round(4).tolist()
+        [-0.1587, 0.0, 0.8413]
+        >>> nn.GELU(approximate="tanh")(x).round(4).tolist()
+        [-0.1588, 0.0, 0.8412]
+    """
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -182,7 +236,15 @@ class GELU(Module):
 
 
 class ELU(Module):
-    """x for x > 0, alpha (exp(x) - 1) otherwise (derivative at 0 is alpha, as torch)."""
+    """x for x > 0, alpha (exp(x) - 1) otherwise (derivative at 0 is alpha, as torch).
+
+    Examples:
+        >>> m = nn.ELU()
+        >>> m(np.array([-1.0, 2.0])).round(4).tolist()
+        [-0.6321, 2.0]
+        >>> m.backward(np.ones(2)).round(4).tolist()  # alpha exp(x) for x <= 0
+        [0.3679, 1.0]
+    """
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -208,7 +270,13 @@ def _check_dim(layer: Module, dim: int, x: np.ndarray) -> None:
 
 
 class Softmax(Module):
-    """exp(x_i) / sum_j exp(x_j) along ``dim``, computed after subtracting the max."""
+    """exp(x_i) / sum_j exp(x_j) along ``dim``, computed after subtracting the max.
+
+    Examples:
+        >>> m = nn.Softmax(dim=1)
+        >>> m(np.array([[0.0, 0.0], [0.0, np.log(3.0)], [1000.0, 0.0]])).round(4).tolist()
+        [[0.5, 0.5], [0.25, 0.75], [1.0, 0.0]]
+    """
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
@@ -231,7 +299,15 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
-    """x_i - log sum_j exp(x_j) along ``dim`` (stable log-sum-exp)."""
+    """x_i - log sum_j exp(x_j) along ``dim`` (stable log-sum-exp).
+
+    Examples:
+        >>> m = nn.LogSoftmax(dim=1)
+        >>> m(np.zeros((1, 4))).round(4).tolist()  # log(1/4)
+        [[-1.3863, -1.3863, -1.3863, -1.3863]]
+        >>> m.backward(np.array([[1.0, 0.0, 0.0, 0.0]])).tolist()  # g - softmax * sum(g)
+        [[0.75, -0.25, -0.25, -0.25]]
+    """
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()

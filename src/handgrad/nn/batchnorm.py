@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._util import as_float_dtype
-from handgrad.nn.linear import check_positive_int
+from handgrad._validate import check_positive_int
 from handgrad.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -159,14 +159,37 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch norm over (N, C) or (N, C, L) inputs, one mean/variance per feature C."""
+    """Batch norm over (N, C) or (N, C, L) inputs, one mean/variance per feature C.
+
+    Examples:
+        >>> m = nn.BatchNorm1d(3, dtype=np.float64)
+        >>> x = np.array([[1.0, 2.0, 3.0], [3.0, 6.0, 9.0]])
+        >>> m(x).round(3).tolist()  # each feature to mean 0, variance 1 over the batch
+        [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+        >>> m.running_mean.round(4).tolist()  # momentum 0.1 times the batch mean
+        [0.2, 0.4, 0.6]
+        >>> m.eval()(x).shape  # eval: the running statistics, a fixed affine map
+        (2, 3)
+    """
 
     _ndims = (2, 3)
     _shape_text = "(N, {C}) or (N, {C}, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch norm over (N, C, H, W) inputs, one mean/variance per channel."""
+    """Batch norm over (N, C, H, W) inputs, one mean/variance per channel.
+
+    Examples:
+        >>> m = nn.BatchNorm2d(16)
+        >>> x = np.random.default_rng(0).normal(5.0, 2.0, (8, 16, 4, 4)).astype(np.float32)
+        >>> y = m(x)
+        >>> y.shape
+        (8, 16, 4, 4)
+        >>> bool(np.allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-5))
+        True
+        >>> sorted(m.state_dict())
+        ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
 
     _ndims = (4,)
     _shape_text = "(N, {C}, H, W)"

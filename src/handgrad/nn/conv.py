@@ -24,98 +24,17 @@ adding instead of copying: one strided add per kernel offset (a loop over ``kh *
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from handgrad._util import RNGLike, as_float_dtype, as_rng
+from handgrad._validate import IntPair, check_int_pair, check_positive_int
 from handgrad.nn import init
+from handgrad.nn._common import check_grad, check_nchw, parallel_for
 from handgrad.nn.module import Module, Parameter
 
 __all__ = ["Conv2d"]
-
-IntPair = int | tuple[int, int]
-
-
-def _pair(owner: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
-    """Normalise an int or a pair of ints to a 2-tuple, each ``>= minimum``, quoting the value."""
-    items = value if isinstance(value, (tuple, list)) else (value, value)
-    kind = "positive" if minimum == 1 else "non-negative"
-    ok = len(items) == 2 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in items
-    )
-    if not ok:
-        raise ValueError(f"{owner}: {name} must be a {kind} int or a pair of them, got {value!r}")
-    return int(items[0]), int(items[1])
-
-
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-# -- threads for the elementwise passes --------------------------------------------------------
-# BLAS runs the GEMMs on all cores, but NumPy's copies and ufuncs (im2col, col2im, pooling) run
-# on one. They release the GIL on large arrays, so splitting them into disjoint slabs across a
-# few Python threads can run them in parallel. Off by default: OpenBLAS keeps its idle workers
-# spinning for ~0.1 s after every GEMM, so between GEMMs the other cores are taken and extra
-# threads only add hand-offs. With OPENBLAS_THREAD_TIMEOUT=4 (set before NumPy is imported) and
-# HANDGRAD_NUM_THREADS=2, the 2-core mnist-cnn training epoch ran about 17% faster.
-PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off costs more than it saves
-_executor: ThreadPoolExecutor | None = None
-_executor_workers = 0
-
-
-def num_threads() -> int:
-    """Threads for the elementwise passes: ``$HANDGRAD_NUM_THREADS`` (default 1)."""
-    env = os.environ.get("HANDGRAD_NUM_THREADS", "").strip()
-    return int(env) if env.isdigit() and int(env) > 0 else 1
-
-
-def parallel_for(body: Callable[[int, int], None], n: int, size: int) -> None:
-    """Run ``body(lo, hi)`` over ``range(n)`` split into contiguous ranges, one per thread.
-
-    ``size`` is the number of elements the whole job touches (small jobs run inline). Every
-    ``body`` call must write a region no other call writes; the results are then the same
-    bits as ``body(0, n)``.
-    """
-    global _executor, _executor_workers
-    k = min(num_threads(), n)
-    if k <= 1 or size < PARALLEL_MIN_SIZE:
-        body(0, n)
-        return
-    if _executor is None or _executor_workers < k - 1:
-        _executor = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="handgrad")
-        _executor_workers = k - 1
-    bounds = [n * t // k for t in range(k + 1)]
-    futures = [_executor.submit(body, bounds[t], bounds[t + 1]) for t in range(1, k)]
-    try:
-        body(bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
-
-
-def _check_nchw(layer: Module, x: Any, channels: int | None) -> np.ndarray:
-    """Validate a forward input: a floating (N, C, H, W) array, with C == channels if given."""
-    x = np.asarray(x)
-    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
-        expected = f"(N, {channels}, H, W)" if channels is not None else "(N, C, H, W)"
-        raise ValueError(f"{layer}: expected input {expected}, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{layer}: expected a floating-point input, got dtype {x.dtype}")
-    return x
-
-
-def _check_grad(layer: Module, grad_out: Any, shape: tuple[int, ...]) -> np.ndarray:
-    grad_out = np.asarray(grad_out)
-    if grad_out.shape != shape:
-        raise ValueError(f"{layer}: expected grad_out {shape}, got {grad_out.shape}")
-    return grad_out
 
 
 class Conv2d(Module):
@@ -143,6 +62,18 @@ class Conv2d(Module):
         layers read fastest. Any layout is accepted as input.
     Init: PyTorch's default, weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
     ``fan_in = C / groups * kh * kw``.
+
+    Examples:
+        >>> m = nn.Conv2d(3, 8, kernel_size=3, padding=1, rng=0)
+        >>> x = np.zeros((2, 3, 32, 32), dtype=np.float32)
+        >>> m(x).shape
+        (2, 8, 32, 32)
+        >>> m.weight.shape
+        (8, 3, 3, 3)
+        >>> m.backward(np.ones((2, 8, 32, 32), dtype=np.float32)).shape
+        (2, 3, 32, 32)
+        >>> nn.Conv2d(3, 8, 3, stride=2, rng=0)(x).shape  # (32 - 3) // 2 + 1 = 15
+        (2, 8, 15, 15)
     """
 
     def __init__(
@@ -160,12 +91,12 @@ class Conv2d(Module):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
-        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size, 1)
-        self.stride = _pair("Conv2d", "stride", stride, 1)
-        self.dilation = _pair("Conv2d", "dilation", dilation, 1)
-        self.groups = _positive_int("Conv2d", "groups", groups)
+        self.in_channels = check_positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = check_positive_int("Conv2d", "out_channels", out_channels)
+        self.kernel_size = check_int_pair("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = check_int_pair("Conv2d", "stride", stride, 1)
+        self.dilation = check_int_pair("Conv2d", "dilation", dilation, 1)
+        self.groups = check_positive_int("Conv2d", "groups", groups)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value % self.groups:
                 raise ValueError(f"Conv2d: {name} {value} must be divisible by groups {groups}")
@@ -179,7 +110,7 @@ class Conv2d(Module):
                 raise ValueError(f"Conv2d: padding='same' needs stride 1, got stride={self.stride}")
             self.padding: tuple[int, int] | str = padding
         else:
-            self.padding = _pair("Conv2d", "padding", padding, 0)
+            self.padding = check_int_pair("Conv2d", "padding", padding, 0)
         # (top, bottom, left, right); 'same' pads dilation*(k-1) in total, extra at the end
         kh, kw = self.kernel_size
         if self.padding == "same":
@@ -248,7 +179,7 @@ class Conv2d(Module):
 
     # -- forward / backward -----------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = _check_nchw(self, x, self.in_channels)
+        x = check_nchw(self, x, self.in_channels)
         g = self._geometry(x)
         N, C, H, W, Hp, Wp, OH, OW = (g[k] for k in ("N", "C", "H", "W", "Hp", "Wp", "OH", "OW"))
         (kh, kw), (pt, _, pl, _) = self.kernel_size, self._pads
@@ -334,7 +265,7 @@ class Conv2d(Module):
         g = self._saved(self._geom)
         N, C, OH, OW, dt = g["N"], g["C"], g["OH"], g["OW"], g["dtype"]
         O, G, (kh, kw) = self.out_channels, self.groups, self.kernel_size
-        grad_out = _check_grad(self, grad_out, (N, O, OH, OW))
+        grad_out = check_grad(self, grad_out, (N, O, OH, OW))
         K, M = C * kh * kw, N * OH * OW
         # grad_out as (O, OW*OH*N): free when it comes CWHN (as this layer's output)
         g2 = np.ascontiguousarray(grad_out.transpose(1, 3, 2, 0), dtype=dt).reshape(G, -1, M)

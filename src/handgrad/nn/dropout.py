@@ -1,4 +1,4 @@
-"""Dropout and Flatten: layers that reshape or mask but compute nothing to learn."""
+"""Dropout: a random mask in training, the identity in eval; nothing to learn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from handgrad._util import RNGLike, as_rng
 from handgrad.nn.module import Module
 
-__all__ = ["Dropout", "Flatten"]
+__all__ = ["Dropout"]
 
 
 class Dropout(Module):
@@ -15,6 +15,13 @@ class Dropout(Module):
     survivors by 1 / (1 - p), so eval mode is the identity. ``p`` is the *drop* probability.
 
     The mask comes from ``rng`` (a Generator or a seed), so a run is reproducible.
+
+    Examples:
+        >>> m = nn.Dropout(p=0.5, rng=0)
+        >>> m(np.ones((2, 4))).tolist()  # dropped, or kept and scaled by 1 / (1 - p)
+        [[2.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0]]
+        >>> m.eval()(np.ones(3)).tolist()
+        [1.0, 1.0, 1.0]
     """
 
     def __init__(self, p: float = 0.5, *, rng: RNGLike = None) -> None:
@@ -41,29 +48,3 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class Flatten(Module):
-    """Flattens dims ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C*H*W)."""
-
-    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
-        super().__init__()
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
-        self._shape: tuple[int, ...] | None = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        nd = x.ndim
-        start = self.start_dim % nd if -nd <= self.start_dim < nd else None
-        end = self.end_dim % nd if -nd <= self.end_dim < nd else None
-        if start is None or end is None or start > end:
-            raise ValueError(f"{self}: cannot flatten input of shape {x.shape}")
-        self._shape = x.shape
-        new_shape = (*x.shape[:start], int(np.prod(x.shape[start : end + 1])), *x.shape[end + 1 :])
-        return x.reshape(new_shape)
-
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out.reshape(self._saved(self._shape))
-
-    def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

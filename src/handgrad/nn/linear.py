@@ -7,17 +7,11 @@ from typing import Any
 import numpy as np
 
 from handgrad._util import RNGLike, as_float_dtype, as_rng
+from handgrad._validate import check_positive_int
 from handgrad.nn import init
 from handgrad.nn.module import Module, Parameter
 
 __all__ = ["Identity", "Linear"]
-
-
-def check_positive_int(owner: str, name: str, value: Any) -> int:
-    """Validate a size argument when a layer is built, quoting the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Linear(Module):
@@ -27,6 +21,16 @@ class Linear(Module):
         input (*, in_features), output (*, out_features).
         ``weight`` (out_features, in_features), ``bias`` (out_features,), as in PyTorch.
     Init: PyTorch's default, W and b ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
+
+    Examples:
+        >>> m = nn.Linear(20, 30, rng=0)
+        >>> x = np.ones((128, 20), dtype=np.float32)
+        >>> m(x).shape
+        (128, 30)
+        >>> m.backward(np.ones((128, 30), dtype=np.float32)).shape  # dL/dx
+        (128, 20)
+        >>> m.weight.grad.shape, m.bias.grad.shape
+        ((30, 20), (30,))
     """
 
     def __init__(
@@ -85,7 +89,12 @@ class Linear(Module):
 
 
 class Identity(Module):
-    """Returns its input unchanged; the gradient passes through unchanged."""
+    """Returns its input unchanged; the gradient passes through unchanged.
+
+    Examples:
+        >>> nn.Identity()(np.array([1.0, 2.0])).tolist()
+        [1.0, 2.0]
+    """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x

@@ -20,11 +20,27 @@ __all__ = [
     "Loss",
     "MSELoss",
     "NLLLoss",
+    "ProbCrossEntropyLoss",
 ]
 
 
 class Loss(Module):
-    """Base class: validates ``reduction`` and gives ``backward()`` its no-argument contract."""
+    """Base class: validates ``reduction`` and gives ``backward()`` its no-argument contract.
+
+    A subclass's ``forward`` returns the value and stores d value / d pred in ``self._grad``.
+
+    Examples:
+        >>> class L1Loss(nn.Loss):
+        ...     def forward(self, pred, target):
+        ...         diff = pred - target
+        ...         self._grad = np.sign(diff) * self._scale(diff.size)
+        ...         return self._reduce(np.abs(diff), diff.size)
+        >>> loss = L1Loss()
+        >>> loss(np.array([1.0, 3.0]), np.array([2.0, 2.0]))
+        1.0
+        >>> loss.backward().tolist()
+        [-0.5, 0.5]
+    """
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -67,7 +83,15 @@ class Loss(Module):
 
 
 class MSELoss(Loss):
-    """mean (or sum) of (pred - target)^2 over every element."""
+    """mean (or sum) of (pred - target)^2 over every element.
+
+    Examples:
+        >>> loss = nn.MSELoss()
+        >>> loss(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+        2.0
+        >>> loss.backward().tolist()  # 2 (pred - target) / n
+        [0.0, -2.0]
+    """
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
         target = self._same_shape(pred, target)
@@ -79,7 +103,15 @@ class MSELoss(Loss):
 class BCELoss(Loss):
     """Binary cross-entropy on probabilities p in [0, 1]:
     -(y log p + (1 - y) log(1 - p)), each log clamped at -100 as PyTorch does, so p = 0 or 1
-    gives a large finite loss instead of inf."""
+    gives a large finite loss instead of inf.
+
+    Examples:
+        >>> loss = nn.BCELoss()
+        >>> round(loss(np.array([0.5, 0.0]), np.array([1.0, 1.0])), 4)  # (log 2 + 100) / 2
+        50.3466
+        >>> loss.backward().tolist()[0]  # (p - y) / (p (1 - p)) / n
+        -1.0
+    """
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
         target = self._same_shape(pred, target)
@@ -101,7 +133,15 @@ class BCELoss(Loss):
 
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits z: softplus(z) - y z, computed as
-    max(z, 0) - y z + log(1 + exp(-|z|)) so that no exp overflows; backward sigmoid(z) - y."""
+    max(z, 0) - y z + log(1 + exp(-|z|)) so that no exp overflows; backward sigmoid(z) - y.
+
+    Examples:
+        >>> loss = nn.BCEWithLogitsLoss()
+        >>> round(loss(np.array([0.0, 1000.0]), np.array([1.0, 1.0])), 4)  # (log 2 + 0) / 2
+        0.3466
+        >>> loss.backward().tolist()  # (sigmoid(z) - y) / n
+        [-0.25, 0.0]
+    """
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
         target = self._same_shape(pred, target)
@@ -139,6 +179,14 @@ class CrossEntropyLoss(Loss):
     ``target`` is either integer classes (N,) or class probabilities (N, C) (rows sum to 1).
     Forward uses log-sum-exp after subtracting the row max; backward is (softmax(z) - y) / N
     for ``reduction='mean'`` (the mean is over the N samples).
+
+    Examples:
+        >>> loss = nn.CrossEntropyLoss()
+        >>> logits = np.zeros((2, 4))
+        >>> round(loss(logits, np.array([0, 3])), 4)  # log 4
+        1.3863
+        >>> loss.backward().tolist()  # (softmax - one_hot) / N
+        [[-0.375, 0.125, 0.125, 0.125], [0.125, 0.125, 0.125, -0.375]]
     """
 
     def forward(self, pred: np.ndarray, target: Any) -> float:
@@ -167,9 +215,83 @@ class CrossEntropyLoss(Loss):
         return self._reduce(loss, N)
 
 
+class ProbCrossEntropyLoss(Loss):
+    """Cross-entropy on probabilities (N, C), as courses write it: ``-sum(y * log(p)) / N``.
+
+    ``pred`` holds probabilities, the output of a Softmax (each in [0, 1]); ``target`` is
+    one-hot (N, C) (or class probabilities of that shape), or integer classes (N,). The value is
+    ``-sum_c y_c log p_c`` for each sample, averaged over the N samples (``'mean'``) or summed;
+    each log is clamped at -100, as in :class:`BCELoss`, so p = 0 gives a large finite loss.
+    Backward is d value / d p = ``-y / p`` (divided by N for ``'mean'``), with p floored at
+    1e-12; it is 0 wherever y is 0. Feed it to the Softmax's backward to reach the logits.
+
+    Prefer :class:`CrossEntropyLoss` on logits: it fuses the softmax, stays finite for any
+    logits, and its gradient is ``softmax(z) - y`` in one step. This one is for a network that
+    ends in :class:`Softmax` (as course MLPs do) and for checking a hand-derived softmax and
+    cross-entropy one stage at a time.
+
+    Examples:
+        >>> loss = nn.ProbCrossEntropyLoss()
+        >>> p = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])
+        >>> y = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # one-hot
+        >>> round(loss(p, y), 4)  # -(log 0.5 + log 0.8) / 2
+        0.4581
+        >>> loss.backward().tolist()  # -y / p / N
+        [[-1.0, 0.0, 0.0], [0.0, 0.0, -0.625]]
+
+        Through a Softmax it gives what CrossEntropyLoss gives on the logits:
+
+        >>> z = np.array([[1.0, -2.0, 0.5]])
+        >>> softmax, ce = nn.Softmax(), nn.CrossEntropyLoss()
+        >>> value = loss(softmax(z), np.array([2]))
+        >>> np.allclose(value, ce(z, np.array([2])))
+        True
+        >>> np.allclose(softmax.backward(loss.backward()), ce.backward())
+        True
+    """
+
+    def forward(self, pred: np.ndarray, target: Any) -> float:
+        if pred.ndim != 2:
+            raise ValueError(f"{self}: expected probabilities (N, C), got {pred.shape}")
+        if pred.size and (pred.min() < 0 or pred.max() > 1):
+            raise ValueError(
+                f"{self}: predictions must be probabilities in [0, 1] (a Softmax output), "
+                f"got values in [{pred.min():.4g}, {pred.max():.4g}]; for logits use "
+                "CrossEntropyLoss"
+            )
+        N = pred.shape[0]
+        target_arr = np.asarray(target)
+        if target_arr.ndim == 2:  # one-hot rows or class probabilities
+            y = self._same_shape(pred, target_arr)
+        else:
+            cls = _class_targets(self, pred, target_arr)
+            y = np.zeros_like(pred)
+            y[np.arange(N), cls] = 1.0
+        with np.errstate(divide="ignore"):
+            log_p = np.maximum(np.log(pred), -100.0)
+        loss = -(y * log_p).sum(axis=1)
+        # d/dp of -y log p is -y / p; the floor keeps p = 0 finite (y = 0 there gives 0, and
+        # 0 - y rather than -y, so that it is +0.0, not -0.0)
+        grad = (0.0 - y) / np.maximum(pred, pred.dtype.type(1e-12))
+        scale = self._scale(N)
+        if scale != 1.0:
+            grad *= pred.dtype.type(scale)
+        self._grad = grad
+        return self._reduce(loss, N)
+
+
 class NLLLoss(Loss):
     """Negative log-likelihood on log-probabilities (N, C) (e.g. from LogSoftmax) and integer
-    targets (N,): -mean(input[i, target_i])."""
+    targets (N,): -mean(input[i, target_i]).
+
+    Examples:
+        >>> loss = nn.NLLLoss()
+        >>> log_probs = np.log(np.array([[0.5, 0.5], [0.25, 0.75]]))
+        >>> round(loss(log_probs, np.array([0, 1])), 4)  # -(log 0.5 + log 0.75) / 2
+        0.4904
+        >>> loss.backward().tolist()
+        [[-0.5, 0.0], [0.0, -0.5]]
+    """
 
     def forward(self, pred: np.ndarray, target: Any) -> float:
         cls = _class_targets(self, pred, target)

@@ -41,6 +41,14 @@ class SumNormalize(Module):
 
     Shape: any; the output has the input's shape and sums to 1 along ``dim``.
     Raises ValueError for a negative entry or a zero sum (naming both), or an invalid ``dim``.
+
+    Examples:
+        >>> from handgrad.nn.normalize import SumNormalize
+        >>> m = SumNormalize()
+        >>> m(np.array([[1.0, 3.0]])).tolist()
+        [[0.25, 0.75]]
+        >>> m.backward(np.array([[1.0, 0.0]])).tolist()  # (g - <g, p>) / S
+        [[0.1875, -0.0625]]
     """
 
     def __init__(self, dim: int = -1) -> None:
@@ -72,6 +80,14 @@ class LogSumNormalize(Module):
     -100 and no gradient through its own log (it still gets -g/S through the sum).
 
     Shape: any; the output has the input's shape.
+
+    Examples:
+        >>> from handgrad.nn.normalize import LogSumNormalize
+        >>> m = LogSumNormalize()
+        >>> np.exp(m(np.array([[1.0, 3.0]]))).round(4).tolist()
+        [[0.25, 0.75]]
+        >>> round(nn.NLLLoss()(m(np.array([[1.0, 3.0]])), np.array([1])), 4)  # -log 0.75
+        0.2877
     """
 
     def __init__(self, dim: int = -1) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.nn.conv import IntPair, _check_grad, _check_nchw, _pair, parallel_for
+from handgrad._validate import IntPair, check_int_pair
+from handgrad.nn._common import check_grad, check_nchw, parallel_for
 from handgrad.nn.module import Module
 
 __all__ = ["AvgPool2d", "MaxPool2d"]
@@ -57,9 +58,11 @@ class _Pool2d(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.kernel_size = _pair(name, "kernel_size", kernel_size, 1)
-        self.stride = self.kernel_size if stride is None else _pair(name, "stride", stride, 1)
-        self.padding = _pair(name, "padding", padding, 0)
+        self.kernel_size = check_int_pair(name, "kernel_size", kernel_size, 1)
+        self.stride = (
+            self.kernel_size if stride is None else check_int_pair(name, "stride", stride, 1)
+        )
+        self.padding = check_int_pair(name, "padding", padding, 0)
         # as torch: a window must always hold at least one real (non-padding) value
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(
@@ -139,6 +142,14 @@ class MaxPool2d(_Pool2d):
     Gradient: each window passes its grad_out to the position of its maximum; ties go to the
     first maximum in row-major order (as PyTorch). Overlapping windows (stride < kernel)
     accumulate into shared entries.
+
+    Examples:
+        >>> m = nn.MaxPool2d(2)
+        >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+        >>> m(x).tolist()
+        [[[[5.0, 7.0], [13.0, 15.0]]]]
+        >>> m.backward(np.ones((1, 1, 2, 2)))[0, 0].tolist()  # to each window's maximum
+        [[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
     """
 
     def __init__(
@@ -148,7 +159,7 @@ class MaxPool2d(_Pool2d):
         self._argmax: np.ndarray | None = None  # (N, C, OH, OW), index a*kw + b in the window
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = _check_nchw(self, x, None)
+        x = check_nchw(self, x, None)
         g = self._geometry(x)
         (ph, pw), (kh, kw) = self.padding, self.kernel_size
         if ph or pw:
@@ -190,7 +201,7 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         g = self._saved(self._geom)
         N, C, OH, OW, Hp, Wp = (g[k] for k in ("N", "C", "OH", "OW", "Hp", "Wp"))
-        grad_out = _check_grad(self, grad_out, (N, C, OH, OW))
+        grad_out = check_grad(self, grad_out, (N, C, OH, OW))
         argmax = self._argmax
         dtype = np.result_type(grad_out.dtype, self._dtype)
         kh, kw = self.kernel_size
@@ -232,10 +243,18 @@ class AvgPool2d(_Pool2d):
     Shape:
         input (N, C, H, W), output (N, C, OH, OW), ``OH = (H + 2 * ph - kh) // sh + 1``.
     Gradient: every entry of a window receives grad_out / (kh * kw); overlapping windows add.
+
+    Examples:
+        >>> m = nn.AvgPool2d(2)
+        >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+        >>> m(x).tolist()
+        [[[[2.5, 4.5], [10.5, 12.5]]]]
+        >>> m.backward(np.ones((1, 1, 2, 2)))[0, 0, 0].tolist()  # 1 / (kh * kw) each
+        [0.25, 0.25, 0.25, 0.25]
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = _check_nchw(self, x, None)
+        x = check_nchw(self, x, None)
         g = self._geometry(x)
         ph, pw = self.padding
         if ph or pw:
@@ -253,7 +272,7 @@ class AvgPool2d(_Pool2d):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         g = self._saved(self._geom)
-        grad_out = _check_grad(self, grad_out, (g["N"], g["C"], g["OH"], g["OW"]))
+        grad_out = check_grad(self, grad_out, (g["N"], g["C"], g["OH"], g["OW"]))
         kh, kw = self.kernel_size
         share = grad_out * (1.0 / (kh * kw))  # dL/dx for each entry of a window
         dxp = self._grad_buffer(g, np.result_type(grad_out.dtype, self._dtype))

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.optim.optimizer import Optimizer, check_interval, check_nonnegative
+from handgrad._validate import check_interval, check_nonnegative
+from handgrad.optim.optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -28,6 +29,16 @@ class Adam(Optimizer):
     ``m`` and ``v`` start at zero. State per parameter: ``step`` (a float, as torch's),
     ``exp_avg`` (m), ``exp_avg_sq`` (v) and ``max_exp_avg_sq`` (v_max, amsgrad only), all of
     the parameter's shape and dtype.
+
+    Examples:
+        >>> w = nn.Parameter(np.array([1.0, -2.0]))
+        >>> opt = optim.Adam([w], lr=0.1)
+        >>> w.grad[:] = 2 * w.data
+        >>> opt.step()
+        >>> w.data.round(4).tolist()  # the first step moves every entry by about lr
+        [0.9, -1.9]
+        >>> sorted(opt.state_dict()["state"][0])
+        ['exp_avg', 'exp_avg_sq', 'step']
     """
 
     def __init__(
@@ -119,7 +130,15 @@ class Adam(Optimizer):
 class AdamW(Adam):
     r"""AdamW, update for update as ``torch.optim.AdamW``: Adam with decoupled weight decay,
     ``p = p * (1 - lr * weight_decay)`` before the Adam step, and default weight_decay=1e-2.
-    See ``Adam`` for the formulas and the state."""
+    See ``Adam`` for the formulas and the state.
+
+    Examples:
+        >>> w = nn.Parameter(np.array([1.0]))
+        >>> opt = optim.AdamW([w], lr=0.1, weight_decay=0.5)
+        >>> opt.step()  # a zero gradient: only the decay p * (1 - lr * weight_decay)
+        >>> w.data.round(4).tolist()
+        [0.95]
+    """
 
     def __init__(
         self,

@@ -13,21 +13,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from handgrad.optim.optimizer import Optimizer, check_nonnegative
+from handgrad._validate import check_nonnegative, check_positive, check_positive_period
+from handgrad.optim.optimizer import Optimizer
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
-
-
-def _check_positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{owner}: invalid {name} {value!r}, must be a positive integer")
-    return int(value)
-
-
-def _check_positive(owner: str, name: str, value: Any) -> None:
-    check_nonnegative(owner, name, value)
-    if value == 0:
-        raise ValueError(f"{owner}: invalid {name} {value}, must be > 0")
 
 
 class LRScheduler:
@@ -42,6 +31,17 @@ class LRScheduler:
     Building a scheduler performs its first ``step()`` (epoch 0), as torch does. Attributes:
     ``base_lrs`` (the initial lrs), ``last_epoch``, and the state in ``state_dict()`` (every
     attribute except the optimizer, with torch's names, plain Python values only).
+
+    Examples:
+        >>> class HalvingLR(optim.LRScheduler):
+        ...     def get_lr(self):
+        ...         return [base_lr * 0.5**self.last_epoch for base_lr in self.base_lrs]
+        >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = HalvingLR(opt)
+        >>> for epoch in range(3):
+        ...     sched.step()
+        >>> sched.get_last_lr(), opt.param_groups[0]["lr"]
+        ([0.125], 0.125)
     """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -138,12 +138,22 @@ class StepLR(LRScheduler):
         step_size: period of the decay, in epochs (a positive int).
         gamma: multiplicative factor (>= 0), default 0.1.
         last_epoch: see ``LRScheduler``.
+
+    Examples:
+        >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+        >>> sched = optim.StepLR(opt, step_size=2, gamma=0.5)
+        >>> lrs = []
+        >>> for epoch in range(5):
+        ...     lrs.append(sched.get_last_lr()[0])  # train one epoch with this lr, then:
+        ...     sched.step()
+        >>> lrs
+        [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
-        self.step_size = _check_positive_int("StepLR", "step_size", step_size)
+        self.step_size = check_positive_period("StepLR", "step_size", step_size)
         check_nonnegative("StepLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -163,10 +173,20 @@ class ExponentialLR(LRScheduler):
         optimizer: the Optimizer to schedule.
         gamma: multiplicative factor (> 0).
         last_epoch: see ``LRScheduler``.
+
+    Examples:
+        >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = optim.ExponentialLR(opt, gamma=0.5)
+        >>> lrs = []
+        >>> for epoch in range(3):
+        ...     lrs.append(sched.get_last_lr()[0])
+        ...     sched.step()
+        >>> lrs
+        [1.0, 0.5, 0.25]
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        _check_positive("ExponentialLR", "gamma", gamma)
+        check_positive("ExponentialLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -195,12 +215,22 @@ class CosineAnnealingLR(LRScheduler):
         T_max: half period, in epochs (a positive int).
         eta_min: the lowest lr (>= 0), default 0.
         last_epoch: see ``LRScheduler``.
+
+    Examples:
+        >>> opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = optim.CosineAnnealingLR(opt, T_max=4)
+        >>> lrs = []
+        >>> for epoch in range(5):
+        ...     lrs.append(round(sched.get_last_lr()[0], 4))
+        ...     sched.step()
+        >>> lrs
+        [1.0, 0.8536, 0.5, 0.1464, 0.0]
     """
 
     def __init__(
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
-        self.T_max = _check_positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = check_positive_period("CosineAnnealingLR", "T_max", T_max)
         check_nonnegative("CosineAnnealingLR", "eta_min", eta_min)
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)

@@ -1,4 +1,4 @@
-"""The Optimizer base class, hyperparameter checks, and state (de)serialisation helpers.
+"""The Optimizer base class: param groups, per-parameter state, torch's state-dict layout.
 
 An optimizer holds ``param_groups`` (a list of dicts: ``'params'`` plus hyperparameters) and a
 per-parameter ``state`` dict, exactly as ``torch.optim.Optimizer`` does, so that
@@ -8,52 +8,25 @@ per-parameter ``state`` dict, exactly as ``torch.optim.Optimizer`` does, so that
      'param_groups': [{'lr': 0.001, 'betas': (0.9, 0.999), ..., 'params': [0, 1]}]}
 
 Everything in a state dict is a NumPy array or a plain Python number/bool/str/list/tuple, so
-``flatten_state`` can turn it into a flat ``dict[str, ndarray]`` for ``np.savez`` (no pickle),
-and ``unflatten_state`` turns that back into the same nested structure.
+``flatten_state`` (in ``flat_state.py``) can turn it into a flat ``dict[str, ndarray]`` for
+``np.savez`` (no pickle), and ``unflatten_state`` turns that back into the same nested structure.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from handgrad._util import from_torch
 from handgrad.nn.module import Parameter
 
-__all__ = ["Optimizer", "flatten_state", "unflatten_state"]
+__all__ = ["Optimizer"]
 
 # Switches that torch keeps in its param groups but that mean nothing for NumPy; they are
 # dropped when a torch state dict is loaded.
 _TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "differentiable", "capturable"})
-
-
-# -- hyperparameter checks (used when an optimizer or scheduler is built) --------------------
-def _check_real(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def check_nonnegative(owner: str, name: str, value: Any) -> None:
-    """Raise ``ValueError`` unless ``value`` is a finite real number >= 0."""
-    v = _check_real(owner, name, value)
-    if not (math.isfinite(v) and v >= 0.0):  # written so that NaN fails too
-        raise ValueError(f"{owner}: invalid {name} {value}, must be >= 0")
-
-
-def check_interval(
-    owner: str, name: str, value: Any, low: float, high: float, closed_high: bool
-) -> None:
-    """Raise ``ValueError`` unless ``low <= value < high`` (or ``<= high`` if closed_high)."""
-    v = _check_real(owner, name, value)
-    ok = low <= v <= high if closed_high else low <= v < high
-    if not ok:
-        bracket = "]" if closed_high else ")"
-        raise ValueError(f"{owner}: invalid {name} {value}, must be in [{low:g}, {high:g}{bracket}")
 
 
 # -- the base class ----------------------------------------------------------------------------
@@ -68,6 +41,22 @@ class Optimizer:
 
     Subclasses implement ``_check_group(group)`` (raise on bad hyperparameters) and
     ``_step_group(group)`` (update the group's parameters in place).
+
+    Examples:
+        >>> class PlainSGD(optim.Optimizer):
+        ...     def __init__(self, params, lr=0.1):
+        ...         super().__init__(params, {"lr": lr})
+        ...     def _step_group(self, group):
+        ...         for p in group["params"]:
+        ...             p.data -= group["lr"] * p.grad
+        >>> w = nn.Parameter(np.array([1.0, 2.0]))
+        >>> w.grad[:] = [1.0, -1.0]
+        >>> opt = PlainSGD([w])
+        >>> opt.step()
+        >>> w.data.tolist()
+        [0.9, 2.1]
+        >>> opt.state_dict()["param_groups"]
+        [{'lr': 0.1, 'params': [0]}]
     """
 
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any]) -> None:
@@ -287,7 +276,7 @@ class Optimizer:
             p = id_map[idx]
             entry: dict[str, Any] = {}
             for sname, value in saved.items():
-                value = _from_torch(value)
+                value = from_torch(value)
                 if sname == "step" or not isinstance(value, np.ndarray):
                     entry[sname] = _to_python(value)
                     continue
@@ -302,15 +291,9 @@ class Optimizer:
         self.state = new_state
 
 
-def _from_torch(value: Any) -> Any:
-    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without torch
-        return value.detach().cpu().numpy()
-    return value
-
-
 def _to_python(value: Any) -> Any:
     """0-d arrays and NumPy scalars to Python numbers; everything else unchanged."""
-    value = _from_torch(value)
+    value = from_torch(value)
     if isinstance(value, (np.ndarray, np.generic)) and value.ndim == 0:
         return value.item()
     if isinstance(value, np.ndarray):
@@ -324,143 +307,3 @@ def _copy_value(value: Any) -> Any:
     if isinstance(value, list):
         return list(value)
     return value
-
-
-# -- flat form for .npz files ---------------------------------------------------------------
-_LIST_ITEM = re.compile(r"(.+)\[(\d+)\]")
-_BAD_KEY_CHARS = re.compile(r"[.:\[\]]")
-
-
-def flatten_state(state: Mapping[Any, Any], prefix: str = "") -> dict[str, np.ndarray]:
-    """Flatten a nested state dict into ``{key: ndarray}`` for ``np.savez`` (no pickle needed).
-
-    Keys are dotted paths; a list of dicts is indexed ``name[i]``; a value that is not an array
-    gets a type tag, so ``unflatten_state`` restores the exact Python type::
-
-        {'state': {0: {'step': 3.0, 'exp_avg': a}}, 'param_groups': [{'lr': 0.1,
-         'betas': (0.9, 0.999), 'params': [0]}]}
-        -> {'state.0.step:float': array(3.), 'state.0.exp_avg': a,
-            'param_groups[0].lr:float': array(0.1),
-            'param_groups[0].betas:tuple': array([0.9, 0.999]),
-            'param_groups[0].params:list': array([0])}
-
-    Tags: ``float``, ``int``, ``bool``, ``str``, ``none``, ``list``, ``tuple`` (of numbers,
-    bools or strings) and ``dict`` (an empty dict). Dict keys must be str or int and must
-    not contain ``. : [ ]``. ``prefix`` (e.g. ``'optimizer.'``) is put before every key.
-    """
-    out: dict[str, np.ndarray] = {}
-    _flatten_into(out, state, "", top=True)
-    return {prefix + key: value for key, value in out.items()}
-
-
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, (bool, np.bool_)) or not isinstance(key, (str, int, np.integer)):
-        raise TypeError(f"flatten_state: keys must be str or int, got {key!r} at {path!r}")
-    key = str(key)
-    if not key or _BAD_KEY_CHARS.search(key):
-        raise ValueError(f"flatten_state: key {key!r} at {path!r} contains one of . : [ ]")
-    return f"{path}.{key}" if path else key
-
-
-def _flatten_into(out: dict[str, np.ndarray], value: Any, path: str, top: bool = False) -> None:
-    if isinstance(value, Mapping):
-        if not value and not top:
-            out[path + ":dict"] = np.zeros(0)
-        for key, item in value.items():
-            _flatten_into(out, item, _join(path, key))
-        return
-    value = _from_torch(value)
-    if isinstance(value, np.ndarray):
-        out[path] = value
-    elif isinstance(value, (bool, np.bool_)):
-        out[path + ":bool"] = np.array(bool(value))
-    elif isinstance(value, (int, np.integer)):
-        out[path + ":int"] = np.array(int(value), dtype=np.int64)
-    elif isinstance(value, (float, np.floating)):
-        out[path + ":float"] = np.array(float(value), dtype=np.float64)
-    elif isinstance(value, str):
-        out[path + ":str"] = np.array(value)
-    elif value is None:
-        out[path + ":none"] = np.zeros(0)
-    elif isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, Mapping) for v in value) and isinstance(value, list):
-            for i, item in enumerate(value):
-                _flatten_into(out, item, f"{path}[{i}]")
-            return
-        if not all(isinstance(v, (bool, numbers.Real, str, np.generic)) for v in value):
-            raise TypeError(
-                f"flatten_state: {path!r} must hold numbers, bools or strings, got {value!r}"
-            )
-        tag = "list" if isinstance(value, list) else "tuple"
-        out[f"{path}:{tag}"] = np.array(value)
-    else:
-        raise TypeError(f"flatten_state: cannot store {type(value).__name__} at {path!r}")
-
-
-def unflatten_state(flat: Mapping[str, Any], prefix: str = "") -> dict[Any, Any]:
-    """Inverse of ``flatten_state``: rebuild the nested dict from ``{key: ndarray}`` (e.g. an
-    ``np.load`` result). Only keys starting with ``prefix`` are read (and it is stripped).
-    Path parts made of digits become int keys, as in ``'state.0.exp_avg'``."""
-    root: dict[Any, Any] = {}
-    for full_key in flat:
-        if not full_key.startswith(prefix):
-            continue
-        key = full_key[len(prefix) :]
-        path, _, tag = key.partition(":")
-        value = np.asarray(flat[full_key])
-        node = root
-        parts = path.split(".")
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            m = _LIST_ITEM.fullmatch(part)
-            if m is not None:
-                items = node.setdefault(_key(m.group(1)), _ListItems())
-                if not last:
-                    node = items.setdefault(int(m.group(2)), {})
-                    continue
-                node, part = items, m.group(2)
-            if last:
-                node[_key(part)] = _decode(value, tag, full_key)
-            else:
-                node = node.setdefault(_key(part), {})
-    return _finish(root)
-
-
-class _ListItems(dict):
-    """Items of a list of dicts while it is being rebuilt, keyed by index."""
-
-
-def _key(part: str) -> Any:
-    return int(part) if part.isdigit() else part
-
-
-def _decode(value: np.ndarray, tag: str, key: str) -> Any:
-    if tag == "":
-        return np.array(value, copy=True)
-    if tag == "float":
-        return float(value)
-    if tag == "int":
-        return int(value)
-    if tag == "bool":
-        return bool(value)
-    if tag == "str":
-        return str(value)
-    if tag == "none":
-        return None
-    if tag == "dict":
-        return {}
-    if tag == "list":
-        return value.tolist()
-    if tag == "tuple":
-        return tuple(value.tolist())
-    raise ValueError(f"unflatten_state: unknown type tag {tag!r} in key {key!r}")
-
-
-def _finish(node: Any) -> Any:
-    if isinstance(node, _ListItems):
-        if sorted(node) != list(range(len(node))):
-            raise ValueError(f"unflatten_state: list indices {sorted(node)} are not 0..n-1")
-        return [_finish(node[i]) for i in range(len(node))]
-    if isinstance(node, dict):
-        return {k: _finish(v) for k, v in node.items()}
-    return node

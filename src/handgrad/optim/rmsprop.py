@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.optim.optimizer import Optimizer, check_interval, check_nonnegative
+from handgrad._validate import check_interval, check_nonnegative
+from handgrad.optim.optimizer import Optimizer
 
 __all__ = ["RMSprop"]
 
@@ -28,6 +29,14 @@ class RMSprop(Optimizer):
     ``v``, ``a`` and ``b`` start at zero (no bias correction, no special first step). State per
     parameter: ``step``, ``square_avg`` (v), ``momentum_buffer`` (b, momentum > 0) and
     ``grad_avg`` (a, centered).
+
+    Examples:
+        >>> w = nn.Parameter(np.array([1.0, -2.0]))
+        >>> opt = optim.RMSprop([w], lr=0.01)
+        >>> w.grad[:] = 2 * w.data
+        >>> opt.step()
+        >>> w.data.round(4).tolist()  # first step: lr * g / sqrt((1 - alpha) g^2) = 10 lr
+        [0.9, -1.9]
     """
 
     def __init__(

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.optim.optimizer import Optimizer, check_interval, check_nonnegative
+from handgrad._validate import check_interval, check_nonnegative
+from handgrad.optim.optimizer import Optimizer
 
 __all__ = ["SGD"]
 
@@ -25,6 +26,26 @@ class SGD(Optimizer):
         p = p - lr * d
 
     State per parameter: ``momentum_buffer`` (only when momentum != 0).
+
+    Examples:
+        >>> w = nn.Parameter(np.array([1.0, -2.0]))
+        >>> opt = optim.SGD([w], lr=0.1)
+        >>> w.grad[:] = 2 * w.data  # the gradient of sum(w ** 2)
+        >>> opt.step()
+        >>> w.data.tolist()
+        [0.8, -1.6]
+
+        A training step on a model:
+
+        >>> model, loss_fn = nn.Linear(3, 1, rng=0), nn.MSELoss()
+        >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> x, y = np.ones((4, 3), dtype=np.float32), np.zeros((4, 1), dtype=np.float32)
+        >>> opt.zero_grad()
+        >>> before = loss_fn(model(x), y)
+        >>> grad_in = model.backward(loss_fn.backward())
+        >>> opt.step()
+        >>> loss_fn(model(x), y) < before
+        True
     """
 
     def __init__(

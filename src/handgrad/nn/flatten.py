@@ -1,0 +1,45 @@
+"""Flatten: a reshape forward, the reshape back in backward; nothing to learn."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from handgrad.nn.module import Module
+
+__all__ = ["Flatten"]
+
+
+class Flatten(Module):
+    """Flattens dims ``start_dim`` .. ``end_dim`` into one: (N, C, H, W) -> (N, C*H*W).
+
+    Examples:
+        >>> m = nn.Flatten()
+        >>> m(np.zeros((32, 1, 5, 5))).shape
+        (32, 25)
+        >>> m.backward(np.zeros((32, 25))).shape
+        (32, 1, 5, 5)
+        >>> nn.Flatten(0, 2)(np.zeros((2, 3, 4, 5))).shape
+        (24, 5)
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = int(start_dim)
+        self.end_dim = int(end_dim)
+        self._shape: tuple[int, ...] | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        nd = x.ndim
+        start = self.start_dim % nd if -nd <= self.start_dim < nd else None
+        end = self.end_dim % nd if -nd <= self.end_dim < nd else None
+        if start is None or end is None or start > end:
+            raise ValueError(f"{self}: cannot flatten input of shape {x.shape}")
+        self._shape = x.shape
+        new_shape = (*x.shape[:start], int(np.prod(x.shape[start : end + 1])), *x.shape[end + 1 :])
+        return x.reshape(new_shape)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out.reshape(self._saved(self._shape))
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
