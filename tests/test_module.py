@@ -215,3 +215,177 @@ def test_backward_without_input_grad_gives_the_same_parameter_gradients() -> Non
     act_first = nn.Sequential(nn.Tanh(), nn.Linear(4, 3, rng=0, dtype=np.float64))
     act_first(x)
     assert act_first.backward(g, input_grad=False).shape == x.shape
+
+
+# -- hooks ---------------------------------------------------------------------------------
+def conv_net() -> nn.Sequential:
+    """Conv2d, BatchNorm2d, ReLU, Flatten and Linear, in float64; input (4, 2, 5, 5)."""
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, rng=0, dtype=np.float64),
+        nn.BatchNorm2d(3, dtype=np.float64),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(75, 4, rng=1, dtype=np.float64),
+    )
+
+
+def conv_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 4))
+
+
+def log_hooks(model: nn.Module) -> tuple[list[tuple[str, str]], list]:
+    """Every hook of every module of ``model`` appends ``(event, name)`` to the log."""
+    log: list[tuple[str, str]] = []
+    handles = []
+    for name, m in model.named_modules():
+        handles += [
+            m.register_forward_pre_hook(lambda m, args, n=name: log.append(("pre", n))),
+            m.register_forward_hook(lambda m, args, out, n=name: log.append(("fwd", n))),
+            m.register_full_backward_pre_hook(lambda m, g, n=name: log.append(("bpre", n))),
+            m.register_full_backward_hook(lambda m, gi, go, n=name: log.append(("bwd", n))),
+        ]
+    return log, handles
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_hooks_fire_once_per_layer_in_order(input_grad: bool) -> None:
+    model = conv_net()
+    x, g = conv_data()
+    log, _ = log_hooks(model)
+    model(x)
+    layers = ["0", "1", "2", "3", "4"]
+    forward = [e for n in layers for e in (("pre", n), ("fwd", n))]
+    assert log == [("pre", ""), *forward, ("fwd", "")]
+    log.clear()
+    # input_grad=False: the first layer (Conv2d) runs backward_params only, hooks still once
+    model.backward(g, input_grad=input_grad)
+    backward = [e for n in reversed(layers) for e in (("bpre", n), ("bwd", n))]
+    assert log == [("bpre", ""), *backward, ("bwd", "")]
+
+
+def test_linear_backward_calling_backward_params_fires_the_hooks_once() -> None:
+    layer = nn.Linear(3, 2, rng=0, dtype=np.float64)
+    seen = []
+    layer.register_full_backward_hook(lambda m, gi, go: seen.append(gi[0] is None))
+    x = np.ones((4, 3))
+    layer(x)
+    layer.backward(np.ones((4, 2)))
+    layer.backward_params(np.ones((4, 2)))
+    assert seen == [False, True]  # once each; backward_params computes no input gradient
+
+
+def test_hooks_of_children_fire_when_a_custom_model_calls_them_directly() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3, rng=0, dtype=np.float64)
+
+        def forward(self, x):
+            return x + self.fc(x)
+
+        def backward(self, grad_out):
+            return grad_out + self.fc.backward(grad_out)
+
+    model = Residual()
+    log, _ = log_hooks(model)
+    model(np.ones((2, 3)))
+    model.backward(np.ones((2, 3)))
+    assert log == [("pre", ""), ("pre", "fc"), ("fwd", "fc"), ("fwd", ""),
+                   ("bpre", ""), ("bpre", "fc"), ("bwd", "fc"), ("bwd", "")]  # fmt: skip
+
+
+def test_handles_remove_hooks_and_the_module_runs_its_own_methods_again() -> None:
+    model = conv_net()
+    x, g = conv_data()
+    log, handles = log_hooks(model)
+    assert all("backward" in vars(m) for m in model.modules())  # the hooked entry points
+    for h in handles:
+        h.remove()
+        h.remove()  # a second time does nothing
+    model(x)
+    model.backward(g)
+    assert log == []
+    for m in model.modules():
+        assert "backward" not in vars(m) and "backward_params" not in vars(m)
+        assert m._backward_hooks is None
+    layer = nn.ReLU()
+    with layer.register_forward_hook(lambda m, a, out: log.append("in")):
+        layer(np.ones((1, 2)))
+    layer(np.ones((1, 2)))
+    assert log == ["in"]
+
+
+def test_forward_hook_replaces_the_output_and_pre_hook_the_input() -> None:
+    model = nn.Sequential(nn.Linear(3, 2, rng=0, dtype=np.float64), nn.Tanh())
+    x = np.ones((4, 3))
+    plain = model(x)
+    handle = model[0].register_forward_hook(lambda m, args, out: 2 * out)
+    # (forward() called directly runs no hook)
+    np.testing.assert_array_equal(model(x), np.tanh(2 * model[0].forward(x)))
+    handle.remove()
+    np.testing.assert_array_equal(model(x), plain)
+    model[0].register_forward_pre_hook(lambda m, args: args[0] * 0)  # one value: the input
+    np.testing.assert_array_equal(model(x), np.tanh(model[0].forward(np.zeros((4, 3)))))
+
+
+def test_backward_hook_replaces_the_input_gradient() -> None:
+    model = nn.Sequential(nn.Linear(3, 2, rng=0, dtype=np.float64), nn.Tanh())
+    x, g = np.ones((4, 3)), np.ones((4, 2))
+    model(x)
+    plain = model.backward(g)
+    model[0].register_full_backward_hook(lambda m, gi, go: (3 * gi[0],))
+    model(x)
+    np.testing.assert_array_equal(model.backward(g), 3 * plain)
+    model[1].register_full_backward_pre_hook(lambda m, go: np.zeros_like(go[0]))
+    model(x)
+    with pytest.raises(TypeError, match=r"Tanh\(\): backward hook <lambda> must return None or "
+                       r"a one-element tuple \(grad,\), got ndarray"):  # fmt: skip
+        model.backward(g)
+
+
+def test_hooks_that_return_nothing_change_no_bit() -> None:
+    x, g = conv_data()
+    results = []
+    for hooked in (False, True):
+        model = conv_net()
+        if hooked:
+            log_hooks(model)
+        outs = [model(x)]
+        outs.append(model.backward(g))
+        outs += [p.grad for p in model.parameters()] + [b for _, b in model.named_buffers()]
+        results.append(outs)
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_backward_hooks_see_the_gradients_torch_computes() -> None:
+    torch = pytest.importorskip("torch")
+    x, g = conv_data()
+    model = conv_net()
+    grads: dict[int, tuple] = {}
+    for i, layer in enumerate(model):
+        layer.register_full_backward_hook(
+            lambda m, gi, go, i=i: grads.__setitem__(i, (gi[0].copy(), go[0].copy()))
+        )
+    model(x)
+    model.backward(g)
+    # the same network in torch, every intermediate output keeping its gradient
+    tmodel = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(75, 4),
+    ).double()
+    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in conv_net().state_dict().items()})
+    h = torch.from_numpy(x).requires_grad_(True)
+    outs = [h]
+    for layer in tmodel:
+        outs.append(layer(outs[-1]))
+        outs[-1].retain_grad()
+    outs[-1].backward(torch.from_numpy(g))
+    for i in range(5):
+        grad_in, grad_out = grads[i]
+        np.testing.assert_allclose(grad_out, outs[i + 1].grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grad_in, outs[i].grad.numpy(), rtol=1e-10, atol=1e-12)

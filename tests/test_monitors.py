@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
@@ -18,9 +19,19 @@ from handgrad.train import (
     TrainingMonitor,
     fit,
     load_checkpoint,
+    monitor_records,
+    monitor_stats,
+    monitors,
 )
 from handgrad.train.checkpoint import save_checkpoint
-from handgrad.train.monitors import Histogram, dead_fraction, first_nonfinite
+from handgrad.train.monitors import (
+    Histogram,
+    NonFiniteWatch,
+    dead_fraction,
+    first_nonfinite,
+    saturated_fraction,
+    update_ratio,
+)
 
 
 def data(n: int = 32, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +338,36 @@ def test_nonfinite_loss_with_finite_layers_blames_the_loss():
         "Every layer's output and gradient was finite: the loss function itself produced "
         "the non-finite value."
     )
+
+
+def test_nonfinite_watch_works_without_a_monitor():
+    model = nested(InfOut(at=1, index=(0, 3)))
+    watch = NonFiniteWatch(model)
+    model(data(8)[0])
+    assert watch.diagnose() == (
+        "First non-finite value: the output of layer '1.2' (InfOut) in the forward pass "
+        "(1 of 48 values, first at index (0, 3): inf)."
+    )
+    watch.detach()
+    assert all(m._backward_hooks is None and not m._forward_hooks for m in model.modules())
+
+
+def test_statistics_on_their_own():
+    assert saturated_fraction(np.array([0.5, 0.99, 0.01, 0.9]), "Sigmoid") == 0.5
+    assert update_ratio(np.array([3.0, 4.0]), np.array([3.0, 4.5])) == pytest.approx(0.1)
+    assert np.isnan(update_ratio(np.zeros(2), np.ones(2)))
+    with pytest.raises(ValueError, match=r"kind must be 'Tanh' or 'Sigmoid', got 'ReLU'"):
+        saturated_fraction(np.zeros(2), "ReLU")
+
+
+@pytest.mark.parametrize("module", [monitors, monitor_stats, monitor_records])
+def test_examples_run(module):
+    finder, runner = doctest.DocTestFinder(exclude_empty=True), doctest.DocTestRunner()
+    report: list[str] = []
+    # as doctest.testmod: the module's own names, and np and nn as in handgrad.nn's examples
+    for test in finder.find(module, globs={**vars(module), "np": np, "nn": nn}):
+        runner.run(test, out=report.append)
+    assert runner.failures == 0, "".join(report)
 
 
 def test_first_nonfinite_text():

@@ -6,23 +6,36 @@ returns the gradient with respect to the input and *adds* each parameter's gradi
 
 Parameters, buffers and submodules are registered by attribute assignment, as in PyTorch, so
 ``named_parameters()`` and ``state_dict()`` produce PyTorch's dotted names (``0.weight``).
+
+Hooks observe a module without changing it, as PyTorch's do: ``register_forward_pre_hook``,
+``register_forward_hook``, ``register_full_backward_pre_hook`` and
+``register_full_backward_hook`` each return a :class:`RemovableHandle`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from handgrad._util import as_float_dtype
 
-__all__ = ["Module", "Parameter", "Sequential"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "Sequential"]
 
 
 class Parameter:
-    """A trainable array: ``.data`` (ndarray) and ``.grad`` (same shape and dtype, zeros)."""
+    """A trainable array: ``.data`` (ndarray) and ``.grad`` (same shape and dtype, zeros).
+
+    Examples:
+        >>> p = nn.Parameter(np.ones((2, 3)))
+        >>> p
+        Parameter(shape=(2, 3), dtype=float64)
+        >>> p.grad.tolist()
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
 
     __slots__ = ("data", "grad")
 
@@ -57,6 +70,27 @@ class Module:
     """Base class of every layer, loss and model.
 
     Subclasses implement ``forward`` and ``backward`` and may override ``extra_repr``.
+
+    Examples:
+        >>> class Scale(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.alpha = nn.Parameter(np.ones(1))  # registered by assignment
+        ...     def forward(self, x):
+        ...         self.x = x
+        ...         return self.alpha.data * x
+        ...     def backward(self, grad_out):
+        ...         self.alpha.grad += (grad_out * self.x).sum()  # dL/dalpha, accumulated
+        ...         return grad_out * self.alpha.data  # dL/dx
+        >>> m = Scale()
+        >>> m(np.array([1.0, 2.0])).tolist()
+        [1.0, 2.0]
+        >>> m.backward(np.ones(2)).tolist()
+        [1.0, 1.0]
+        >>> m.alpha.grad.tolist()
+        [3.0]
+        >>> [name for name, _ in m.named_parameters()]
+        ['alpha']
     """
 
     training: bool
@@ -66,6 +100,9 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        # hooks (None until the first is registered, so __call__ checks one attribute)
+        object.__setattr__(self, "_forward_hooks", None)
+        object.__setattr__(self, "_backward_hooks", None)
 
     # -- registration ---------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -90,10 +127,6 @@ class Module:
         self._buffers[name] = value
         object.__setattr__(self, name, value)
 
-    def _set_buffer(self, name: str, value: np.ndarray) -> None:
-        self._buffers[name] = value
-        object.__setattr__(self, name, value)
-
     # -- the contract ---------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
@@ -102,6 +135,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._forward_hooks is not None:
+            return self._forward_hooks.call(args, kwargs)
         return self.forward(*args, **kwargs)
 
     def _saved(self, value: Any) -> Any:
@@ -109,6 +144,68 @@ class Module:
         if value is None:
             raise RuntimeError(f"{self}: backward() called before forward()")
         return value
+
+    # -- hooks ----------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args)`` before each ``module(*args)``; a return value other than
+        None replaces the input (a tuple, or one value for a one-argument forward)."""
+        return _ForwardHooks.of(self).add(hook, pre=True)
+
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each ``module(*args)``; a return value
+        other than None replaces the output.
+
+        Hooks run when the module is called, ``module(x)`` (as ``Sequential`` calls its
+        layers), not when ``module.forward(x)`` is called directly; several hooks run in the
+        order they were registered. Returns a handle: ``handle.remove()`` unregisters the hook.
+        A module without hooks pays one check per call.
+
+        Examples:
+            >>> model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.ReLU(), nn.Linear(4, 2, rng=1))
+            >>> shapes = []
+            >>> handle = model[1].register_forward_hook(
+            ...     lambda module, args, out: shapes.append((args[0].shape, out.shape))
+            ... )
+            >>> _ = model(np.ones((5, 3), dtype=np.float32))
+            >>> shapes
+            [((5, 4), (5, 4))]
+            >>> handle.remove()
+            >>> _ = model(np.ones((5, 3), dtype=np.float32))
+            >>> len(shapes)
+            1
+        """
+        return _ForwardHooks.of(self).add(hook, pre=False)
+
+    def register_full_backward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, grad_output)`` before each backward of this module, with
+        ``grad_output = (dL/d output,)``; a return value other than None (a one-element tuple)
+        replaces it. See :meth:`register_full_backward_hook`."""
+        return _BackwardHooks.of(self).add(hook, pre=True)
+
+    def register_full_backward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` after each backward of this module,
+        with ``grad_input = (dL/d input,)`` and ``grad_output = (dL/d output,)``; a return
+        value other than None (a one-element tuple) replaces ``grad_input``.
+
+        ``grad_input`` is ``(None,)`` when no input gradient was computed (the first layer of
+        ``Sequential.backward(g, input_grad=False)`` runs only ``backward_params``). The hook
+        runs once per backward pass of the module, whoever calls its backward (a Sequential,
+        a model's own backward, ``fit``) and although Linear's ``backward`` calls its own
+        ``backward_params``. A module without backward hooks runs its class's ``backward``
+        with no check at all. Returns a handle: ``handle.remove()`` unregisters the hook.
+
+        Examples:
+            >>> model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.ReLU(), nn.Linear(4, 2, rng=1))
+            >>> seen = []
+            >>> def hook(module, grad_in, grad_out):
+            ...     seen.append((type(module).__name__, grad_out[0].shape, grad_in[0] is None))
+            >>> handles = [layer.register_full_backward_hook(hook) for layer in model]
+            >>> _ = model(np.ones((5, 3), dtype=np.float32))
+            >>> model.backward(np.ones((5, 2), dtype=np.float32), input_grad=False)
+            >>> seen  # in the order backward meets them; no input gradient for layer 0
+            [('Linear', (5, 2), False), ('ReLU', (5, 4), False), ('Linear', (5, 4), True)]
+        """
+        return _BackwardHooks.of(self).add(hook, pre=False)
 
     # -- traversal ------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
@@ -205,7 +302,7 @@ class Module:
             if is_param:
                 np.copyto(mod._parameters[name].data, arr, casting="unsafe")
             else:
-                mod._set_buffer(name, arr.astype(current.dtype, copy=True))
+                mod.register_buffer(name, arr.astype(current.dtype, copy=True))
 
     def to(self, dtype: Any) -> Module:
         """Convert every floating parameter and buffer to ``dtype`` (in place); returns self."""
@@ -215,7 +312,7 @@ class Module:
                 p.astype(dtype)
             for name, b in list(m._buffers.items()):
                 if b is not None and np.issubdtype(b.dtype, np.floating):
-                    m._set_buffer(name, b.astype(dtype))
+                    m.register_buffer(name, b.astype(dtype))
             m._on_dtype_change(dtype)
         return self
 
@@ -249,6 +346,17 @@ class Sequential(Module):
 
     ``Sequential(Linear(2, 3), ReLU())`` names its children ``0``, ``1``, ... as PyTorch does;
     it is indexable (``model[0]``, ``model[-1]``, slices give a new Sequential) and iterable.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 2, rng=1))
+        >>> model(np.ones((5, 4), dtype=np.float32)).shape
+        (5, 2)
+        >>> model.backward(np.ones((5, 2), dtype=np.float32)).shape
+        (5, 4)
+        >>> [name for name, _ in model.named_parameters()]
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        >>> model[0]
+        Linear(in_features=4, out_features=8, bias=True)
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -298,3 +406,153 @@ class Sequential(Module):
         if isinstance(idx, slice):
             return Sequential(*layers[idx])
         return layers[idx]
+
+
+# -- hook plumbing ---------------------------------------------------------------------------
+class RemovableHandle:
+    """What ``register_*_hook`` returns: ``handle.remove()`` unregisters the hook (a second
+    call does nothing); ``with module.register_forward_hook(f):`` removes it on leaving."""
+
+    __slots__ = ("_hooks", "_key", "_on_remove")
+    _keys = itertools.count()
+
+    def __init__(
+        self,
+        hooks: dict[int, Callable[..., Any]],
+        hook: Callable[..., Any],
+        on_remove: Callable[[], None],
+    ) -> None:
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+        self._hooks, self._key, self._on_remove = hooks, next(self._keys), on_remove
+        hooks[self._key] = hook
+
+    def remove(self) -> None:
+        if self._hooks.pop(self._key, None) is not None:
+            self._on_remove()
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class _Hooks:
+    """A module's hooks of one direction, ``pre`` and ``post``, in registration order. The module
+    holds it (as ``_forward_hooks`` or ``_backward_hooks``) while it has any and None after."""
+
+    __slots__ = ("module", "post", "pre")
+    ATTR = ""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        self.pre: dict[int, Callable[..., Any]] = {}
+        self.post: dict[int, Callable[..., Any]] = {}
+
+    @classmethod
+    def of(cls, module: Module) -> Any:
+        hooks = getattr(module, cls.ATTR)
+        if hooks is None:
+            hooks = cls(module)
+            object.__setattr__(module, cls.ATTR, hooks)
+        return hooks
+
+    def add(self, hook: Callable[..., Any], pre: bool) -> RemovableHandle:
+        return RemovableHandle(self.pre if pre else self.post, hook, self._release)
+
+    def _release(self) -> None:
+        if not (self.pre or self.post) and getattr(self.module, self.ATTR) is self:
+            self._unhook()
+            object.__setattr__(self.module, self.ATTR, None)
+
+    def _unhook(self) -> None:
+        """Undo what the first hook set up (nothing, for forward hooks)."""
+
+
+class _ForwardHooks(_Hooks):
+    __slots__ = ()
+    ATTR = "_forward_hooks"
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        module = self.module
+        # (copies of the dictionaries: a hook may remove itself)
+        for hook in tuple(self.pre.values()) if self.pre else ():
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = module.forward(*args, **kwargs)
+        for hook in tuple(self.post.values()) if self.post else ():
+            result = hook(module, args, output)
+            if result is not None:
+                output = result
+        return output
+
+
+class _BackwardHooks(_Hooks):
+    """Backward hooks, and the entry points that run them.
+
+    ``forward`` is reached through ``__call__``, which checks for hooks; ``backward`` is called
+    directly (by Sequential, by a model's own backward, by ``fit``), and Linear's ``backward``
+    calls its own ``backward_params``. So while a module has backward hooks, this object's
+    ``backward`` (and ``backward_params``, where the class has one) stand in the module's
+    instance dictionary, ahead of the class's methods; ``running`` makes a call from inside
+    the module's own backward run plainly, so the hooks fire once per backward pass. When the
+    last hook is removed they leave, and the module runs its class's code with no check.
+    """
+
+    __slots__ = ("inner", "running", "saved")
+    ATTR = "_backward_hooks"
+    METHODS = ("backward", "backward_params")
+
+    def __init__(self, module: Module) -> None:
+        super().__init__(module)
+        self.running = False
+        names = [n for n in self.METHODS if hasattr(module, n)]
+        self.inner = {n: getattr(module, n) for n in names}  # what the entry points run
+        self.saved = {n: module.__dict__[n] for n in names if n in module.__dict__}
+        for n in names:
+            module.__dict__[n] = getattr(self, n)
+
+    def _unhook(self) -> None:
+        for n in self.inner:
+            if n in self.saved:
+                self.module.__dict__[n] = self.saved[n]
+            else:
+                self.module.__dict__.pop(n, None)
+
+    def backward(self, grad_out: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self.inner["backward"], grad_out, args, kwargs)
+
+    def backward_params(self, grad_out: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self.inner["backward_params"], grad_out, args, kwargs)
+
+    def _run(self, method: Callable[..., Any], grad_out: Any, args: tuple, kwargs: dict) -> Any:
+        if self.running:  # the module's backward calling its backward_params: the same pass
+            return method(grad_out, *args, **kwargs)
+        module = self.module
+        for hook in tuple(self.pre.values()) if self.pre else ():
+            result = hook(module, (grad_out,))
+            if result is not None:
+                grad_out = _only(result, hook, module)
+        self.running = True
+        try:
+            grad_in = method(grad_out, *args, **kwargs)
+        finally:
+            self.running = False
+        for hook in tuple(self.post.values()) if self.post else ():
+            result = hook(module, (grad_in,), (grad_out,))
+            if result is not None:
+                grad_in = _only(result, hook, module)
+        return grad_in
+
+
+def _only(result: Any, hook: Any, module: Module) -> Any:
+    """The gradient in a backward hook's one-element tuple (as PyTorch's hooks return)."""
+    if not isinstance(result, tuple) or len(result) != 1:
+        name = getattr(hook, "__name__", type(hook).__name__)
+        raise TypeError(
+            f"{module}: backward hook {name} must return None or a one-element tuple "
+            f"(grad,), got {type(result).__name__}"
+        )
+    return result[0]

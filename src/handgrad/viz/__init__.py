@@ -1,6 +1,7 @@
 """Figures for runs and reports (matplotlib, imported only when a figure is drawn)."""
 
 from handgrad.viz.maps import ProbabilityGrid, data_extent, probability_grid
+from handgrad.viz.monitors import plot_monitors
 from handgrad.viz.plots import (
     figure,
     plot_curves,
@@ -18,6 +19,7 @@ __all__ = [
     "plot_curves",
     "plot_history",
     "plot_image_predictions",
+    "plot_monitors",
     "plot_probability_map",
     "plot_snapshots",
     "probability_grid",
