@@ -556,8 +556,7 @@ def test_loss_without_target_says_to_pass_one():
 # -- PyTorch parity ---------------------------------------------------------------------------
 
 
-def test_compare_with_torch_linear():
-    torch = pytest.importorskip("torch")
+def test_compare_with_torch_linear(torch):
     layer = nn.Linear(5, 3, rng=0)
     tl = torch.nn.Linear(5, 3)
     report = compare_with_torch(layer, tl, x_batch())
@@ -571,8 +570,7 @@ def test_compare_with_torch_linear():
     assert layer.weight.dtype == np.float32
 
 
-def test_compare_with_torch_names_a_wrong_layer():
-    torch = pytest.importorskip("torch")
+def test_compare_with_torch_names_a_wrong_layer(torch):
     report = compare_with_torch(BiasNotSummed(5, 3), torch.nn.Linear(5, 3), x_batch())
     assert report.failed == ["bias"]
     assert "vs torch" in report.verdict()
@@ -581,8 +579,7 @@ def test_compare_with_torch_names_a_wrong_layer():
     assert compare_with_torch(Sigmoid(), torch.nn.Sigmoid(), x_batch()).passed
 
 
-def test_compare_with_torch_losses():
-    torch = pytest.importorskip("torch")
+def test_compare_with_torch_losses(torch):
     x, t = x_batch(), x_batch(seed=9)
     report = compare_with_torch(MSE(), torch.nn.MSELoss(), x, t)
     assert report.passed and [r.name for r in report] == ["loss", "input"]
@@ -591,10 +588,7 @@ def test_compare_with_torch_losses():
     assert compare_with_torch(SoftmaxCE(), torch.nn.CrossEntropyLoss(), x_batch((4, 4)), y)
 
 
-def test_compare_with_torch_batchnorm_buffers():
-    torch = pytest.importorskip("torch")
-    if not hasattr(nn, "BatchNorm1d"):
-        pytest.skip("handgrad.nn.BatchNorm1d not available")
+def test_compare_with_torch_batchnorm_buffers(torch):
     report = compare_with_torch(nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4), x_batch((6, 4)))
     names = [r.name for r in report]
     assert names[:4] == ["output", "input", "weight", "bias"]
@@ -603,8 +597,7 @@ def test_compare_with_torch_batchnorm_buffers():
     assert report.passed, report
 
 
-def test_compare_with_torch_errors():
-    torch = pytest.importorskip("torch")
+def test_compare_with_torch_errors(torch):
     with pytest.raises(ValueError, match=r"parameter names differ from torch Linear: torch has "):
         compare_with_torch(DuckScale(), torch.nn.Linear(3, 3), x_batch((2, 3)))
     with pytest.raises(ValueError, match=r"'weight' has shape \(3, 5\), torch Linear has \(3, 4\)"):

@@ -14,30 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+import handgrad.nn as nn
+from handgrad.nn import AvgPool2d, Conv2d, MaxPool2d
+from handgrad.torch_ext import from_torch, to_torch
+from handgrad.torch_ext import modules as hand
 
-import handgrad.nn as nn  # noqa: E402
-from handgrad.torch_ext import from_torch, to_torch  # noqa: E402
-from handgrad.torch_ext import modules as hand  # noqa: E402
-from handgrad.torch_ext.bridge import _handgrad_class  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = torch.float64
-Conv2d = _handgrad_class("Conv2d")
-MaxPool2d = _handgrad_class("MaxPool2d")
-AvgPool2d = _handgrad_class("AvgPool2d")
-needs_conv = pytest.mark.skipif(
-    None in (Conv2d, MaxPool2d, AvgPool2d), reason="handgrad Conv2d/pooling not available"
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids waking idle workers, which dominates on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mlp(rng: int = 0) -> nn.Sequential:
@@ -135,7 +121,6 @@ def test_mlp_to_torch_same_outputs_and_gradients(functions: bool, mode: str) -> 
     assert_same_computation(hg, tm, (6, 5))
 
 
-@needs_conv
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("functions", [False, True], ids=["torch.nn", "functions"])
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -206,7 +191,6 @@ def test_mlp_from_torch_same_outputs_and_gradients(mode: str) -> None:
     assert_same_computation(hg, tm, (4, 5))
 
 
-@needs_conv
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("wrappers", [False, True], ids=["torch.nn", "functions"])
 def test_cnn_from_torch_same_outputs_and_gradients(wrappers: bool) -> None:
@@ -265,13 +249,10 @@ LAYERS: list[tuple[str, Callable[[], Any]]] = [
     ("BCEWithLogitsLoss", lambda: nn.BCEWithLogitsLoss(reduction="sum")),
     ("CrossEntropyLoss", lambda: nn.CrossEntropyLoss(reduction="sum")),
     ("NLLLoss", nn.NLLLoss),
+    ("Conv2d", lambda: Conv2d(4, 2, (3, 1), 2, (1, 0), 2, 2, rng=0)),
+    ("MaxPool2d", lambda: MaxPool2d((3, 2), 1, (1, 0))),
+    ("AvgPool2d", lambda: AvgPool2d(2, padding=1)),
 ]
-if Conv2d is not None:
-    LAYERS += [
-        ("Conv2d", lambda: Conv2d(4, 2, (3, 1), 2, (1, 0), 2, 2, rng=0)),
-        ("MaxPool2d", lambda: MaxPool2d((3, 2), 1, (1, 0))),
-        ("AvgPool2d", lambda: AvgPool2d(2, padding=1)),
-    ]
 
 HYPER = (
     "in_features out_features negative_slope beta threshold approximate alpha dim p start_dim "

@@ -15,26 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.autograd import gradcheck
 
-torch = pytest.importorskip("torch")
+import handgrad.torch_ext as hx
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from torch.autograd import gradcheck  # noqa: E402
-
-import handgrad.torch_ext as hx  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 F = torch.nn.functional
 D = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids waking idle workers, which dominates on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def t(array: Any, grad: bool = True) -> torch.Tensor:

@@ -11,21 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+import handgrad.torch_ext as hx
 
-import handgrad.torch_ext as hx  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids waking idle workers, which dominates on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # (name, wrapper factory, built-in factory, input shape)

@@ -7,21 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+from handgrad.torch_ext import Adam
 
-from handgrad.torch_ext import Adam  # noqa: E402
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one thread avoids waking idle workers, which dominates on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _params(seed: int = 0) -> list[torch.Tensor]:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from handgrad.torch_ext import Adam, parity, torch_parity  # noqa: E402
+from handgrad.torch_ext import Adam, parity, torch_parity
 
 
 @pytest.mark.parametrize(("dataset", "epochs"), [("circle", 2), ("digits", 1)])

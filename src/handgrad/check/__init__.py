@@ -6,6 +6,9 @@ differences in float64 and returns a :class:`GradcheckReport` (print it for a ta
 ``check_file('my_layer.py:MyLayer', (4, 5))`` checks a class straight from a file. The checked
 object only needs ``forward`` (or ``__call__``) and ``backward``. NumPy only; torch is imported
 inside ``compare_with_torch``.
+
+The Examples in the docstrings assume ``import numpy as np`` and ``from handgrad import nn``;
+``tests/test_doctests_check.py`` runs them.
 """
 
 from handgrad.check.gradcheck import gradcheck, numerical_gradient

@@ -6,13 +6,19 @@ A checked object need not subclass :class:`handgrad.nn.Module`. It needs ``forwa
 ndarray ``.data`` and a ``.grad``); a class that keeps plain arrays (``self.W`` and
 ``self.dW``) names them with ``params={'W': 'dW'}``.
 
-:class:`Session` runs the object in float64 for the duration of a check and then puts it back:
-parameter dtypes, their ``.grad`` arrays and (for handgrad modules) every buffer.
+:class:`Session` is one check of one object on one input. It is the only place that knows how
+to call the object (a layer: ``forward(x)``, ``backward(grad_out)``; a loss: ``forward(x,
+target)``, ``backward()``), runs the pass both checkers start from (:meth:`Session.analytic`),
+and keeps the object in float64 for the duration of the check, then puts it back: parameter
+dtypes, their ``.grad`` arrays and (for handgrad modules) every buffer.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +41,89 @@ def describe(obj: Any) -> str:
         if text and "\n" not in text and len(text) <= 80:
             return text
     return cls.__name__
+
+
+# -- arguments and results, checked at the boundary --------------------------------------------
+
+
+def is_real(v: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_tolerances(who: str, **tolerances: float) -> None:
+    """Raise a ValueError quoting the first tolerance that is not a finite number >= 0."""
+    for name, value in tolerances.items():
+        if not (is_real(value) and value >= 0):
+            raise ValueError(f"{who}: invalid {name} {value!r}, must be >= 0")
+
+
+def _as_input(x: Any, who: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{who}: input must be a real array, got dtype {arr.dtype}")
+    x64 = np.array(arr, dtype=F64, copy=True)
+    if not np.isfinite(x64).all():
+        raise ValueError(f"{who}: input contains non-finite values")
+    return x64
+
+
+def _as_target(target: Any) -> np.ndarray:
+    t = np.asarray(target)
+    if np.issubdtype(t.dtype, np.floating):
+        return np.array(t, dtype=F64, copy=True)
+    return np.array(t, copy=True)
+
+
+def _loss_value(value: Any, who: str) -> np.ndarray:
+    """A loss as a 0-d float64 array; float32 or non-scalar values are errors."""
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(
+            f"{who}: with a target the module is a loss and must return a scalar, "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype != F64:
+        raise TypeError(
+            f"{who}: the loss is {arr.dtype}, not float64; gradient checks need float64 "
+            "throughout (finite differences in float32 are noise)"
+        )
+    return np.array(float(arr.reshape(())))
+
+
+def _layer_output(value: Any, who: str) -> np.ndarray:
+    out = np.asarray(value)
+    if out.dtype != F64:
+        raise TypeError(
+            f"{who}: forward returned {out.dtype} for a float64 input; gradient checks need "
+            "float64 throughout (convert the layer's arrays with .astype(np.float64))"
+        )
+    return out
+
+
+def _input_grad(g: Any, shape: tuple[int, ...], who: str) -> np.ndarray:
+    if g is None:
+        raise TypeError(
+            f"{who}: backward returned None; it must return the gradient with respect to "
+            f"the input, of shape {shape}"
+        )
+    g = np.asarray(g)
+    if g.shape != shape:
+        raise ValueError(
+            f"{who}: backward returned shape {g.shape}, but the input has shape {shape}"
+        )
+    if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
+        raise TypeError(f"{who}: backward returned dtype {g.dtype}, expected float64")
+    return np.array(g, dtype=F64, copy=True)
+
+
+def _require_finite(arr: np.ndarray, what: str, who: str) -> None:
+    bad = int(arr.size - np.isfinite(arr).sum())
+    if bad:
+        raise ValueError(f"{who}: {what} has non-finite values ({bad} of {arr.size} are nan/inf)")
+
+
+# -- parameters ---------------------------------------------------------------------------------
 
 
 def _resolve(root: Any, path: str) -> tuple[Any, str]:
@@ -234,10 +323,30 @@ def _float_dtype_of(module: Any, refs: list[ParamRef]) -> np.dtype | None:
     return dt if dt is not None and np.issubdtype(dt, np.floating) else None
 
 
-class Session:
-    """Run ``module`` in float64 inside ``with``; restore dtypes, grads and buffers on exit."""
+@dataclass
+class AnalyticPass:
+    """One forward and backward from zeroed gradients: what the checkers hold up to a reference.
 
-    def __init__(self, module: Any, params: ParamsSpec, who: str) -> None:
+    ``out`` is the layer's output, or the loss as a 0-d array; ``grad_out`` the upstream
+    gradient given to a layer's backward (``None`` for a loss); ``input_grad`` what backward
+    returned; ``param_grads`` the gradient of each of ``Session.params``, in order.
+    """
+
+    out: np.ndarray
+    grad_out: np.ndarray | None
+    input_grad: np.ndarray
+    param_grads: list[np.ndarray]
+
+
+class Session:
+    """One check of ``module`` on the input ``x`` (and ``target``, for a loss).
+
+    Inside ``with`` the module runs in float64; on exit its dtypes, parameter values, ``.grad``
+    arrays and buffers are put back. ``x`` is kept as a float64 copy, ``self.x``, which
+    finite differences perturb in place; every call gets a fresh copy of it.
+    """
+
+    def __init__(self, module: Any, x: Any, target: Any, params: ParamsSpec, who: str) -> None:
         if isinstance(module, type):
             raise TypeError(
                 f"{who}: got the class {module.__name__}; pass an instance, "
@@ -250,8 +359,66 @@ class Session:
         self.module = module
         self.who = who
         # __call__ is preferred when it exists: it is what users call
-        self.forward: Callable[..., Any] = module if callable(module) else module.forward
+        self._call: Callable[..., Any] = module if callable(module) else module.forward
         self.params = find_params(module, params, who)
+        self.x = _as_input(x, who)
+        self.target = None if target is None else _as_target(target)
+
+    @property
+    def is_loss(self) -> bool:
+        """A loss is given a target and returns a scalar; a layer returns an array."""
+        return self.target is not None
+
+    # -- the one place that knows how to call a layer and a loss -------------------------------
+
+    def forward(self) -> Any:
+        """``module(x)`` for a layer, ``module(x, target)`` for a loss, on a copy of ``x``."""
+        if self.is_loss:
+            return self._call(self.x.copy(), self.target)
+        try:
+            return self._call(self.x.copy())
+        except TypeError as e:
+            if hasattr(e, "add_note"):  # Python >= 3.11
+                e.add_note(f"{self.who}: if this module is a loss, pass target=")
+            raise
+
+    def backward(self, grad_out: np.ndarray | None) -> Any:
+        """``backward(grad_out)`` (a copy) for a layer, ``backward()`` for a loss."""
+        if self.is_loss:
+            return self.module.backward()
+        return self.module.backward(grad_out.copy())
+
+    def analytic(self, rng: np.random.Generator, *, finite: bool) -> AnalyticPass:
+        """Zero the gradients, run forward and backward once, and collect what came back.
+
+        A layer's upstream gradient is standard normal from ``rng``. Raises a one-line error
+        for a malformed result (not float64, a loss that is not a scalar, a missing or
+        wrongly shaped gradient); with ``finite``, also for nan or inf (finite differences
+        need finite values; PyTorch parity reports them as mismatches instead).
+        """
+        who = self.who
+        self.zero_grads()
+        raw = self.forward()
+        if self.is_loss:
+            out = _loss_value(raw, who)
+            if finite and not math.isfinite(out):
+                raise ValueError(f"{who}: forward returned a non-finite loss {float(out)}")
+            grad_out = None
+        else:
+            out = _layer_output(raw, who)
+            if finite:
+                _require_finite(out, "forward output", who)
+            grad_out = rng.standard_normal(out.shape)
+        input_grad = _input_grad(self.backward(grad_out), self.x.shape, who)
+        if finite:
+            _require_finite(input_grad, "the input gradient from backward", who)
+        param_grads = [self.read_grad(r) for r in self.params]
+        if finite:
+            for r, g in zip(self.params, param_grads, strict=True):
+                _require_finite(g, f"the gradient of '{r.name}'", who)
+        return AnalyticPass(out, grad_out, input_grad, param_grads)
+
+    # -- float64 for the duration of the check ---------------------------------------------------
 
     def __enter__(self) -> Session:
         m = self.module

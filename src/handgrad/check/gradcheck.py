@@ -14,14 +14,22 @@ both sides and cannot agree with either; such elements are detected and reported
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from handgrad._util import RNGLike, as_rng
-from handgrad.check._adapter import F64, ParamsSpec, Session, describe, plain_arrays
+from handgrad.check._adapter import (
+    F64,
+    AnalyticPass,
+    ParamsSpec,
+    Session,
+    check_tolerances,
+    describe,
+    is_real,
+    plain_arrays,
+)
 from handgrad.check.report import GradcheckReport, TensorCheck, compare_arrays
 
 __all__ = ["gradcheck", "numerical_gradient"]
@@ -34,17 +42,10 @@ __all__ = ["gradcheck", "numerical_gradient"]
 _RATIO_TOL = 0.2
 
 
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_hyper(eps: float, atol: float, rtol: float, max_elements: int | None) -> None:
-    if not (_is_real(eps) and eps > 0):
+    if not (is_real(eps) and eps > 0):
         raise ValueError(f"gradcheck: invalid eps {eps!r}, must be a finite number > 0")
-    if not (_is_real(atol) and atol >= 0):
-        raise ValueError(f"gradcheck: invalid atol {atol!r}, must be >= 0")
-    if not (_is_real(rtol) and rtol >= 0):
-        raise ValueError(f"gradcheck: invalid rtol {rtol!r}, must be >= 0")
+    check_tolerances("gradcheck", atol=atol, rtol=rtol)
     if max_elements is not None and (
         isinstance(max_elements, bool)
         or not isinstance(max_elements, (int, np.integer))
@@ -55,77 +56,18 @@ def _check_hyper(eps: float, atol: float, rtol: float, max_elements: int | None)
         )
 
 
-def _as_input(x: Any, who: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{who}: input must be a real array, got dtype {arr.dtype}")
-    x64 = np.array(arr, dtype=F64, copy=True)
-    if not np.isfinite(x64).all():
-        raise ValueError(f"{who}: input contains non-finite values")
-    return x64
-
-
-def _as_target(target: Any) -> Any:
-    t = np.asarray(target)
-    if np.issubdtype(t.dtype, np.floating):
-        return np.array(t, dtype=F64, copy=True)
-    return np.array(t, copy=True)
-
-
-def _scalar(value: Any, who: str) -> float:
-    """A loss value as a float; float32 or non-scalar values are errors."""
-    arr = np.asarray(value)
-    if arr.size != 1:
-        raise ValueError(
-            f"{who}: with a target the module is a loss and must return a scalar, "
-            f"got shape {arr.shape}"
-        )
-    if arr.dtype != F64:
-        raise TypeError(
-            f"{who}: the loss is {arr.dtype}, not float64; gradient checks need float64 "
-            "throughout (finite differences in float32 are noise)"
-        )
-    return float(arr.reshape(()))
-
-
-def _output(value: Any, who: str) -> np.ndarray:
-    out = np.asarray(value)
-    if out.dtype != F64:
-        raise TypeError(
-            f"{who}: forward returned {out.dtype} for a float64 input; gradient checks need "
-            "float64 throughout (convert the layer's arrays with .astype(np.float64))"
-        )
-    return out
-
-
-def _finite(arr: np.ndarray, what: str, who: str) -> None:
-    bad = int(arr.size - np.isfinite(arr).sum())
-    if bad:
-        raise ValueError(f"{who}: {what} has non-finite values ({bad} of {arr.size} are nan/inf)")
-
-
-def _input_grad(g: Any, shape: tuple[int, ...], who: str) -> np.ndarray:
-    if g is None:
-        raise TypeError(
-            f"{who}: backward returned None; it must return the gradient with respect to "
-            f"the input, of shape {shape}"
-        )
-    g = np.asarray(g)
-    if g.shape != shape:
-        raise ValueError(
-            f"{who}: backward returned shape {g.shape}, but the input has shape {shape}"
-        )
-    if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
-        raise TypeError(f"{who}: backward returned dtype {g.dtype}, expected float64")
-    return np.array(g, dtype=F64, copy=True)
-
-
 def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Central differences of a scalar function with respect to every element of ``x``.
 
     ``f()`` is called with no argument and must read ``x``, which is perturbed in place (and
     restored) one element at a time: ``(f(x + eps e_i) - f(x - eps e_i)) / 2 eps``. Costs
     ``2 * x.size`` calls. ``x`` should be float64. Returns an array of ``x``'s shape.
+
+    Examples:
+        >>> from handgrad.check import numerical_gradient
+        >>> x = np.array([1.0, 2.0, 3.0])
+        >>> numerical_gradient(lambda: float(np.sum(x**3)), x).round(6)  # 3 x^2
+        array([ 3., 12., 27.])
     """
     if not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"numerical_gradient: invalid eps {eps!r}, must be > 0")
@@ -237,13 +179,74 @@ class _FiniteDifferences:
         )
 
 
-def _accumulation_note(g1: np.ndarray, g2: np.ndarray, atol: float, rtol: float) -> str:
-    """'' if a second backward added the same gradient again, else what went wrong."""
-    if np.allclose(g2, 2 * g1, rtol=rtol, atol=atol) or np.allclose(g1, 0.0, atol=atol):
-        return ""
-    if np.allclose(g2, g1, rtol=rtol, atol=atol):
-        return "backward overwrites .grad instead of adding to it (it must accumulate)"
-    return "a second forward/backward did not add the same gradient to .grad again"
+def _objective(session: Session, grad_out: np.ndarray | None) -> Callable[[], float]:
+    """The scalar whose gradient backward computed: the loss, or ``sum(forward(x) * R)``."""
+
+    def f() -> float:
+        out = np.asarray(session.forward())
+        if session.is_loss:
+            return float(out.reshape(()))
+        if out.shape != grad_out.shape:
+            raise ValueError(
+                f"{session.who}: output shape changed from {grad_out.shape} to {out.shape} "
+                "when the input was perturbed"
+            )
+        return float(np.sum(out * grad_out))
+
+    return f
+
+
+def _deterministic_value(objective: Callable[[], float], who: str) -> float:
+    """``objective()``, which must give the same value twice: a random forward can't be checked."""
+    f0, f0_again = objective(), objective()
+    if abs(f0 - f0_again) > 1e-12 * max(1.0, abs(f0)):
+        raise ValueError(
+            f"{who}: forward is not deterministic (two calls on the same input give "
+            f"{f0!r} and {f0_again!r}); call .eval() or give the layer a fixed rng"
+        )
+    return f0
+
+
+def _accumulation_notes(
+    session: Session, first: AnalyticPass, atol: float, rtol: float
+) -> dict[str, str]:
+    """Why a second forward/backward broke ``Parameter.grad += ...``, by parameter name.
+
+    As in PyTorch, backward adds into ``.grad``, so a second pass must add the same again;
+    gradients that backward sets (``params={'W': 'dW'}``) are not held to this.
+    """
+    if not any(r.accumulates for r in session.params):
+        return {}
+    session.forward()
+    session.backward(first.grad_out)
+    notes = {}
+    for r, g1 in zip(session.params, first.param_grads, strict=True):
+        if not r.accumulates:
+            continue
+        g2 = session.read_grad(r)
+        if np.allclose(g2, 2 * g1, rtol=rtol, atol=atol) or np.allclose(g1, 0.0, atol=atol):
+            continue
+        if np.allclose(g2, g1, rtol=rtol, atol=atol):
+            notes[r.name] = "backward overwrites .grad instead of adding to it (it must accumulate)"
+        else:
+            notes[r.name] = "a second forward/backward did not add the same gradient to .grad again"
+    return notes
+
+
+def _unnamed_arrays(module: Any, session: Session, params: ParamsSpec) -> list[str]:
+    """A hint when a plain class keeps its weights in arrays the checker cannot find alone."""
+    names = plain_arrays(module)
+    if (
+        params is not True
+        or session.params
+        or callable(getattr(module, "named_parameters", None))
+        or not names
+    ):
+        return []
+    return [
+        f"no parameters found; plain arrays {', '.join(names)} were not checked: pass "
+        f"params={{'{names[0]}': 'd{names[0]}', ...}} naming each array and its gradient"
+    ]
 
 
 def gradcheck(
@@ -298,92 +301,48 @@ def gradcheck(
     Raises:
         TypeError / ValueError: a bad argument, a module without forward/backward, backward
         returning None or a wrong shape, non-float64 or non-finite outputs, a random forward.
+
+    Examples:
+        >>> from handgrad.check import gradcheck
+        >>> report = gradcheck(nn.Linear(3, 2, rng=0), np.ones((4, 3)))
+        >>> report.passed, [row.name for row in report]
+        (True, ['input', 'weight', 'bias'])
+
+        A loss takes its target as the third argument:
+
+        >>> gradcheck(nn.MSELoss(), np.zeros((2, 3)), np.ones((2, 3))).passed
+        True
+
+        A hand-written layer need not subclass Module; a wrong backward is named:
+
+        >>> class Square:
+        ...     def forward(self, x):
+        ...         self.x = x
+        ...         return x * x
+        ...
+        ...     def backward(self, grad_out):
+        ...         return grad_out * self.x  # forgot the 2 of d(x^2)/dx = 2x
+        >>> print(gradcheck(Square(), np.array([[1.0, 2.0, 3.0]])).verdict())
+        FAILED: wrong 'input' (max abs err 1.9 at (0, 2): analytic 1.92127 vs numeric 3.84254)
     """
     _check_hyper(eps, atol, rtol, max_elements)
     who = f"gradcheck({describe(module)})"
-    session = Session(module, params, who)
-    x64 = _as_input(x, who)
-    loss_mode = target is not None
-    tgt = _as_target(target) if loss_mode else None
+    session = Session(module, x, target, params, who)
     rng = as_rng(seed)
-    notes: list[str] = []
-    if (
-        params is True
-        and not session.params
-        and not callable(getattr(module, "named_parameters", None))
-        and plain_arrays(module)
-    ):
-        names = plain_arrays(module)
-        notes.append(
-            f"no parameters found; plain arrays {', '.join(names)} were not checked: pass "
-            f"params={{'{names[0]}': 'd{names[0]}', ...}} naming each array and its gradient"
-        )
+    notes = _unnamed_arrays(module, session, params)
     with session:
-        fwd = session.forward
-        # -- the analytic gradient -----------------------------------------------------------
-        session.zero_grads()
-        R: np.ndarray | None = None
-        try:
-            raw = fwd(x64.copy(), tgt) if loss_mode else fwd(x64.copy())
-        except TypeError as e:
-            if not loss_mode and hasattr(e, "add_note"):  # Python >= 3.11
-                e.add_note(f"{who}: if this module is a loss, pass target=")
-            raise
-        if loss_mode:
-            value = _scalar(raw, who)
-            if not math.isfinite(value):
-                raise ValueError(f"{who}: forward returned a non-finite loss {value}")
-            g_raw = session.module.backward()
-        else:
-            out = _output(raw, who)
-            _finite(out, "forward output", who)
-            R = rng.standard_normal(out.shape)
-            g_raw = session.module.backward(R.copy())
-        g_in = _input_grad(g_raw, x64.shape, who)
-        _finite(g_in, "the input gradient from backward", who)
-        g_params = [session.read_grad(r) for r in session.params]
-        for r, g in zip(session.params, g_params, strict=True):
-            _finite(g, f"the gradient of '{r.name}'", who)
-
-        def objective() -> float:
-            if loss_mode:
-                return float(np.asarray(fwd(x64.copy(), tgt)).reshape(()))
-            out = np.asarray(fwd(x64.copy()))
-            if out.shape != R.shape:
-                raise ValueError(
-                    f"{who}: output shape changed from {R.shape} to {out.shape} "
-                    "when the input was perturbed"
-                )
-            return float(np.sum(out * R))
-
-        f0 = objective()
-        f0_again = objective()
-        if abs(f0 - f0_again) > 1e-12 * max(1.0, abs(f0)):
-            raise ValueError(
-                f"{who}: forward is not deterministic (two calls on the same input give "
-                f"{f0!r} and {f0_again!r}); call .eval() or give the layer a fixed rng"
-            )
-        # -- the accumulation contract (Parameter.grad += ..., as in PyTorch) ---------------
-        acc_notes = {r.name: "" for r in session.params}
-        if any(r.accumulates for r in session.params):
-            if loss_mode:
-                fwd(x64.copy(), tgt)
-                session.module.backward()
-            else:
-                fwd(x64.copy())
-                session.module.backward(R.copy())
-            for r, g1 in zip(session.params, g_params, strict=True):
-                if r.accumulates:
-                    g2 = session.read_grad(r)
-                    acc_notes[r.name] = _accumulation_note(g1, g2, atol, rtol)
-        # -- finite differences, element by element ----------------------------------------
-        scale = abs(f0) if loss_mode else float(np.sum(np.abs(out * R)))
+        ours = session.analytic(rng, finite=True)
+        objective = _objective(session, ours.grad_out)
+        f0 = _deterministic_value(objective, who)
+        accumulation = _accumulation_notes(session, ours, atol, rtol)
+        # the size of L's terms, which sets the rounding error of one evaluation
+        scale = abs(f0) if session.is_loss else float(np.sum(np.abs(ours.out * ours.grad_out)))
         fd = _FiniteDifferences(objective, f0, scale, eps, atol, rtol)
-        rows = [fd.row("input", "input", x64, g_in, rng, max_elements, notes)]
-        for r, g in zip(session.params, g_params, strict=True):
+        rows = [fd.row("input", "input", session.x, ours.input_grad, rng, max_elements, notes)]
+        for r, g in zip(session.params, ours.param_grads, strict=True):
             row = fd.row(r.name, "param", r.data(), g, rng, max_elements, notes)
-            if acc_notes[r.name]:
-                row.note, row.passed = acc_notes[r.name], False
+            if r.name in accumulation:
+                row.note, row.passed = accumulation[r.name], False
             rows.append(row)
     return GradcheckReport(
         module=describe(module),

@@ -29,7 +29,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def load_object(spec: str) -> Any:
-    """Import and return the object ``Name`` from ``'path/to/file.py:Name'``.
+    r"""Import and return the object ``Name`` from ``'path/to/file.py:Name'``.
 
     The file's folder is on ``sys.path`` while it is imported, so it may import its neighbours.
 
@@ -38,6 +38,27 @@ def load_object(spec: str) -> Any:
         FileNotFoundError: no such file.
         ImportError: importing the file failed (the first line of the cause is quoted).
         ImportError: the file defines no ``Name`` (the classes it does define are listed).
+
+    Examples:
+        >>> from handgrad.check import load_object
+        >>> import pathlib, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(folder.name, "my_layer.py")
+        >>> _ = path.write_text(
+        ...     "import numpy as np\n"
+        ...     "class MyTanh:\n"
+        ...     "    def forward(self, x):\n"
+        ...     "        self.out = np.tanh(x)\n"
+        ...     "        return self.out\n"
+        ...     "    def backward(self, grad_out):\n"
+        ...     "        return grad_out * (1 - self.out**2)\n"
+        ... )
+        >>> load_object(f"{path}:MyTanh").__name__
+        'MyTanh'
+        >>> load_object(f"{path}:MyReLU")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ImportError: check: '...my_layer.py' has no 'MyReLU'; classes defined there: MyTanh
+        >>> folder.cleanup()
     """
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"check: expected 'path/to/file.py:ClassName', got {spec!r}")
@@ -83,6 +104,14 @@ def build_object(obj: Any, name: str | None = None) -> Any:
 
     Raises TypeError when it cannot be built with no arguments or has no forward/backward,
     ValueError when its constructor fails otherwise.
+
+    Examples:
+        >>> from handgrad.check import build_object
+        >>> build_object(nn.Tanh)
+        Tanh()
+        >>> build_object(nn.Linear)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        TypeError: check: cannot build Linear() with no arguments (...); give every ... a default
     """
     name = name or getattr(obj, "__name__", type(obj).__name__)
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "backward")):
@@ -103,7 +132,16 @@ def build_object(obj: Any, name: str | None = None) -> Any:
 
 
 def parse_shape(value: str | Sequence[int], what: str = "input_shape") -> tuple[int, ...]:
-    """``'4,5'``, ``'4x5'`` or ``(4, 5)`` -> ``(4, 5)``; every size a positive integer."""
+    """``'4,5'``, ``'4x5'`` or ``(4, 5)`` -> ``(4, 5)``; every size a positive integer.
+
+    Examples:
+        >>> from handgrad.check import parse_shape
+        >>> parse_shape("4,5"), parse_shape("2x3x8x8"), parse_shape([4, 5])
+        ((4, 5), (2, 3, 8, 8), (4, 5))
+        >>> parse_shape("4,0", "shape")
+        Traceback (most recent call last):
+        ValueError: check: invalid shape '4,0', expected positive integers like (4, 5) or '4,5'
+    """
     try:
         if isinstance(value, str):
             parts = value.replace("x", ",").replace("(", "").replace(")", "").split(",")
@@ -131,7 +169,7 @@ def check_file(
     seed: int = 0,
     **kw: Any,
 ) -> GradcheckReport:
-    """Gradient-check the class in ``'path/to/file.py:ClassName'``.
+    r"""Gradient-check the class in ``'path/to/file.py:ClassName'``.
 
     The object is built with no arguments (a class or a factory function; an instance is
     used as is), the input is standard normal float64 of ``input_shape``, drawn from ``seed``.
@@ -139,6 +177,24 @@ def check_file(
     ``target_shape`` (default ``(N,)``); otherwise ``target_shape`` draws floats uniform in
     ``[0, 1)``. Other keywords (``eps``, ``atol``, ``rtol``, ``params``, ...) go to
     :func:`gradcheck`.
+
+    Examples:
+        >>> from handgrad.check import check_file
+        >>> import pathlib, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(folder.name, "my_layer.py")
+        >>> _ = path.write_text(
+        ...     "import numpy as np\n"
+        ...     "class MyTanh:\n"
+        ...     "    def forward(self, x):\n"
+        ...     "        self.out = np.tanh(x)\n"
+        ...     "        return self.out\n"
+        ...     "    def backward(self, grad_out):\n"
+        ...     "        return grad_out * (1 - self.out**2)\n"
+        ... )
+        >>> print(check_file(f"{path}:MyTanh", "4,5").verdict())
+        PASSED: 1 tensor, 20 elements agree
+        >>> folder.cleanup()
     """
     shape = parse_shape(input_shape, "input_shape")
     name = spec.rpartition(":")[2] if isinstance(spec, str) else str(spec)

@@ -47,6 +47,12 @@ class TensorCheck:
         numeric: the reference value there (finite difference or PyTorch; ``nan`` if none).
         passed: every checked element is within tolerance and no note marks a failure.
         note: why the row failed beyond the numbers (e.g. ``.grad`` overwritten), or ``''``.
+
+    Examples:
+        >>> from handgrad.check import gradcheck
+        >>> row = gradcheck(nn.ReLU(), np.array([[-1.0, 0.0, 2.0]]))["input"]
+        >>> row.kind, row.shape, row.checked, row.kinks, row.passed  # ReLU at 0: a kink
+        ('input', (1, 3), 2, 1, True)
     """
 
     name: str
@@ -155,6 +161,27 @@ class GradcheckReport:
     lists the names of the wrong tensors; ``report['weight']`` is one row; iterating gives
     the rows; ``str(report)`` is an aligned table followed by a one-line verdict;
     ``report.to_dict()`` is JSON-friendly.
+
+    Examples:
+        >>> from handgrad.check import gradcheck
+        >>> class Affine:  # y = x W + b, with the bias gradient averaged, not summed
+        ...     def __init__(self):
+        ...         self.W, self.b = np.ones((3, 2)), np.zeros(2)
+        ...
+        ...     def forward(self, x):
+        ...         self.x = x
+        ...         return x @ self.W + self.b
+        ...
+        ...     def backward(self, grad_out):
+        ...         self.dW, self.db = self.x.T @ grad_out, grad_out.mean(axis=0)
+        ...         return grad_out @ self.W.T
+        >>> report = gradcheck(Affine(), np.ones((4, 3)), params={"W": "dW", "b": "db"})
+        >>> bool(report), report.failed
+        (False, ['b'])
+        >>> report["W"].passed, report["b"].checked
+        (True, 2)
+        >>> print(report.verdict())
+        FAILED: wrong 'b' (max abs err 1.2 at (0,): analytic 0.383621 vs numeric 1.53448)
     """
 
     module: str

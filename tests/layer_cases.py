@@ -1,11 +1,11 @@
-"""The registry of layers and losses under test.
+"""The registry of layers and losses under test (not to be confused with the experiments').
 
 Each Case says how to build a handgrad module, the equivalent torch module, and the input. The
 generic tests in ``test_registry.py`` run every case through: finite differences in float64,
 PyTorch parity of the output and of every gradient, dtype preservation, and shape errors.
 
-To put a new layer under test, add a Case here (or to a ``CASES`` list in a module imported
-at the bottom of this file).
+To put a new layer under test, add a Case here (or to the ``CASES`` list of
+``layer_cases_conv.py`` or ``layer_cases_normalize.py``, imported at the bottom of this file).
 """
 
 from __future__ import annotations
@@ -60,12 +60,6 @@ def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return np.where(x >= 0, x + 0.1, x - 0.1)
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def away_from(points: tuple[float, ...], margin: float = 0.1, scale: float = 1.0):
     """Input drawer: scaled normals kept at least ``margin`` away from each kink point."""
 
@@ -91,19 +85,38 @@ def class_probabilities(rng: np.random.Generator, shape: tuple[int, ...]) -> np.
     return rng.dirichlet(np.ones(shape[1]), size=shape[0])
 
 
+def one_hot_targets(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return np.eye(shape[1])[class_targets(rng, shape)]
+
+
+def softmax_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    z = rng.standard_normal(shape)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def torch_prob_cross_entropy(reduction: str):
+    """-sum(y log p) / N in torch (it has no such module): the oracle of ProbCrossEntropyLoss."""
+    import torch
+
+    class ProbCrossEntropy(torch.nn.Module):
+        def forward(self, p, y):
+            total = -(y * torch.log(p).clamp(min=-100.0)).sum()
+            return total / p.shape[0] if reduction == "mean" else total
+
+    return ProbCrossEntropy()
+
+
 def log_probabilities(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     z = rng.standard_normal(shape)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _torch():
+def tnn():
+    """torch.nn, imported only when a torch module is built (this file imports without torch)."""
     import torch
 
-    return torch
-
-
-def tnn():
-    return _torch().nn
+    return torch.nn
 
 
 def _act(name: str, make, make_torch, shape=(4, 5), **kw) -> Case:
@@ -327,6 +340,14 @@ for _red in ("mean", "sum"):
             class_probabilities,
         ),
         _loss(
+            f"ProbCrossEntropyLoss-{_red}",
+            lambda r=_red: nn.ProbCrossEntropyLoss(r),
+            lambda r=_red: torch_prob_cross_entropy(r),
+            (5, 4),
+            one_hot_targets,
+            input_fn=softmax_rows,
+        ),
+        _loss(
             f"NLLLoss-{_red}",
             lambda r=_red: nn.NLLLoss(r),
             lambda r=_red: tnn().NLLLoss(reduction=r),
@@ -336,12 +357,9 @@ for _red in ("mean", "sum"):
         ),
     ]
 
-try:  # convolution and pooling layers register their own cases
-    from registry_conv import CASES as _CONV_CASES
-except ModuleNotFoundError:  # pragma: no cover - only while the conv layers are absent
-    _CONV_CASES = []
-CASES += _CONV_CASES
+# convolution and pooling, and the sum-normalisation heads, keep their cases in files of their
+# own; they import Case from here, so they come last (import this module first, not them)
+from layer_cases_conv import CASES as _CONV_CASES  # noqa: E402
+from layer_cases_normalize import CASES as _NORM_CASES  # noqa: E402
 
-from registry_normalize import CASES as _NORM_CASES  # noqa: E402  (the sum-normalisation heads)
-
-CASES += _NORM_CASES
+CASES += _CONV_CASES + _NORM_CASES

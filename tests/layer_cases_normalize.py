@@ -1,4 +1,4 @@
-"""Registry cases for SumNormalize and LogSumNormalize (imported at the bottom of registry.py).
+"""Cases for SumNormalize and LogSumNormalize (imported at the bottom of layer_cases.py).
 
 PyTorch has no such layer, so ``make_torch`` is None: the finite-difference, dtype, shape-error
 and backward-before-forward tests run; the torch-parity test skips them. Inputs are drawn in
@@ -8,7 +8,7 @@ and backward-before-forward tests run; the torch-parity test skips them. Inputs 
 from __future__ import annotations
 
 from handgrad.nn.normalize import LogSumNormalize, SumNormalize
-from registry import Case, uniform_between
+from layer_cases import Case, uniform_between
 
 _positive = uniform_between(0.2, 2.0)
 

@@ -1,4 +1,4 @@
-"""Registry cases for Conv2d, MaxPool2d and AvgPool2d (imported at the bottom of registry.py).
+"""Cases for Conv2d, MaxPool2d and AvgPool2d (imported at the bottom of layer_cases.py).
 
 Shapes are small (finite differences run one forward pair per input and weight entry) and
 deliberately odd (7x5 inputs, 2x3 kernels) so that height/width mix-ups cannot cancel out.
@@ -10,7 +10,7 @@ import numpy as np
 
 from handgrad.nn.conv import Conv2d
 from handgrad.nn.pooling import AvgPool2d, MaxPool2d
-from registry import Case, _torch
+from layer_cases import Case, tnn
 
 
 def distinct_values(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -24,7 +24,7 @@ def _conv(name: str, args: tuple, kwargs: dict, shape: tuple[int, ...], **kw) ->
     return Case(
         name,
         lambda rng, dt: Conv2d(*args, **kwargs, rng=rng, dtype=dt),
-        lambda: _torch().nn.Conv2d(*args, **kwargs),
+        lambda: tnn().Conv2d(*args, **kwargs),
         shape,
         **kw,
     )
@@ -34,7 +34,7 @@ def _pool(name: str, cls: type, torch_name: str, kwargs: dict, shape, **kw) -> C
     return Case(
         name,
         lambda rng, dt: cls(**kwargs),
-        lambda: getattr(_torch().nn, torch_name)(**kwargs),
+        lambda: getattr(tnn(), torch_name)(**kwargs),
         shape,
         **kw,
     )
