@@ -6,6 +6,7 @@ pickled CIFAR batches), with learnable class patterns; nothing is downloaded.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import pickle
@@ -19,6 +20,7 @@ import pytest
 
 from handgrad.data import cifar as cifar_mod
 from handgrad.experiments import make_config, names, parse_set, registry, start
+from handgrad.experiments.classifier import MLP, Classifier, Target, run_classifier
 from handgrad.experiments.common import mlp, predict_proba, split_validation
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -118,14 +120,38 @@ def test_adding_an_experiment_takes_a_few_lines(demo, tmp_path):
     run, results = start("demo", {"lr": "0.25"}, out=tmp_path)
     assert results == {"lr": 0.25}
     assert "| lr | 0.25 |" in run.report_path.read_text()
+    assert names()[-1] == "demo"  # registered without an order: after the built-in ones
 
 
 def test_builtin_experiments_are_registered():
     assert names()[:6] == ["toy", "boundary", "synth", "digits-mlp", "mnist-mlp", "cifar10-mlp"]
+    orders = [exp.order for exp in registry.experiments()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)  # no ties to break
     for exp in registry.experiments():
         fields = registry.config_fields(exp.config_cls)
         assert {"seed", "data_dir", "quiet"} <= set(fields), exp.name
         assert exp.description and "\n" not in exp.description
+
+
+SHARED_ROOMS = {"registry", "common", "classifier"}
+
+
+def test_every_experiment_module_is_found_and_none_imports_another():
+    import handgrad.experiments as package
+
+    folder = Path(package.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+    registered = {exp.run.__module__.rsplit(".", 1)[1] for exp in registry.experiments()}
+    assert registered == modules - SHARED_ROOMS  # found without a list of imports
+    for name in sorted(modules):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {
+            node.module.rsplit(".", 1)[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            and (node.module or "").startswith("handgrad.experiments.")
+        }
+        assert imported <= SHARED_ROOMS, f"{name} imports {sorted(imported - SHARED_ROOMS)}"
 
 
 # -- shared pieces -------------------------------------------------------------------------
@@ -162,6 +188,47 @@ def test_split_validation_is_a_seeded_partition():
     np.testing.assert_array_equal(again[3], y_val)
     with pytest.raises(ValueError, match=r"val_size must be in \[0, 10\) .* got 10"):
         split_validation(X, y, 10, seed=1)
+
+
+def test_target_notes():
+    target = Target(0.9, "{met}: {test_accuracy:.0%} of {n} for {target:.0%}", partial="{n} only")
+    assert target.note({"test_accuracy": 0.9}, n=5) == "reached: 90% of 5 for 90%"
+    assert target.note({"test_accuracy": 0.89}, n=5) == "NOT reached: 89% of 5 for 90%"
+    assert target.note({"test_accuracy": 0.2}, full=False, n=5) == "5 only"
+    above = Target(0.5, "{met}", metric="p", above=True)
+    assert [above.note({"p": p}) for p in (0.5, 0.51)] == ["NOT reached", "reached"]
+
+
+@dataclass(frozen=True)
+class TinyClassifierConfig(registry.Config):
+    epochs: int = 2
+    batch_size: int = 64
+    hidden: tuple[int, ...] = (16,)
+    activation: str = "tanh"
+    optimizer: str = "adam"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    val_size: int = 100
+    schedule: str = "cosine"
+
+
+def test_a_classifier_experiment_is_a_config_a_network_and_a_target(demo, tmp_path):
+    spec = Classifier(
+        dataset="digits",
+        network=MLP,
+        title="tiny: {net}, {cfg.activation}",
+        target=Target(0.5, "Target {target:.0%}: {met} ({n_train} training images)."),
+    )
+    registry.register("tiny", TinyClassifierConfig, "a tiny classifier")(
+        lambda cfg, run: run_classifier(spec, cfg, run)
+    )
+    run, results = start("tiny", {"quiet": True}, out=tmp_path)
+    report = check_run(run, results, ["curves", "predictions"])
+    assert "Target 50%: reached (1338 training images)." in report
+    assert [h["step"] for h in run.history] == [21, 42]  # 1338 images, batch 64
+    # the cosine over 42 steps: lr 0.01 in the first epoch, 0.005 from its midpoint on
+    assert [h["lr"] for h in run.history] == pytest.approx([0.01, 0.005])
 
 
 # -- end to end ----------------------------------------------------------------------------

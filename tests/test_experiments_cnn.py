@@ -16,14 +16,12 @@ import handgrad.nn as nn
 from handgrad.data import DataLoader
 from handgrad.data import cifar as cifar_mod
 from handgrad.experiments import batchnorm as bn_exp
-from handgrad.experiments import cifar10_cnn, digits_cnn, make_config, mnist_cnn, resume, start
+from handgrad.experiments import make_config, resume, start
 from handgrad.experiments.batchnorm import BackwardFormCheck, bn_mlp, compare_backward_forms
-from handgrad.experiments.digits_cnn import conv_net
+from handgrad.experiments.classifier import conv_net
 from handgrad.optim import SGD
 from handgrad.train import fit
 from test_experiments import PNG, write_cifar, write_mnist
-
-del cifar10_cnn, digits_cnn, mnist_cnn  # imported to register their experiments
 
 
 def check_figures(run, results, figures):

@@ -1,14 +1,18 @@
-"""The worked examples: scalar-graph against the closed form, scalar-net three ways against each
-other, the hand-derived numbers and PyTorch, scalar-train end to end on a small config."""
+"""The worked examples (handgrad.experiments.scalar): scalar-graph against the closed form,
+scalar-net three ways against each other, the hand-derived numbers and PyTorch, scalar-train
+end to end on a small config."""
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from handgrad.scalar.examples import NET_DEFAULTS, scalar_graph, scalar_net, scalar_train
+import handgrad.scalar
+from handgrad.experiments.scalar import NET_DEFAULTS, scalar_graph, scalar_net, scalar_train
 from handgrad.scalar.loops import backward, forward
 
 
@@ -42,7 +46,7 @@ def test_scalar_graph_matches_the_closed_form_and_writes_its_files(tmp_path):
 @pytest.mark.parametrize(("x", "y", "z"), [(0.5, 1.5, -0.25), (-1.25, 0.75, 2.0)])
 def test_scalar_graph_other_points(tmp_path, monkeypatch, x, y, z):
     # the drawing is checked above; here only the numbers, so skip the figures
-    import handgrad.scalar.examples as ex
+    import handgrad.experiments.scalar as ex
     from handgrad.scalar.graph import BackwardTrace
 
     monkeypatch.setattr(ex, "draw_graph", lambda *a, **k: None)
@@ -157,3 +161,19 @@ def test_scalar_train_errors(tmp_path):
         scalar_train(tmp_path, epochs=0)
     with pytest.raises(ValueError, match=r"scalar_train: lr must be > 0, got -1"):
         scalar_train(tmp_path, lr=-1)
+
+
+def test_the_scalar_engine_package_imports_no_other_part_of_handgrad():
+    # the worked examples use data, nn and optim, so they live in experiments/, not in scalar/
+    allowed = ("handgrad.scalar", "handgrad._util")
+    for path in Path(handgrad.scalar.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                mods = [alias.name for alias in node.names]
+            else:
+                continue
+            for mod in mods:
+                if mod.startswith("handgrad"):
+                    assert mod.startswith(allowed), f"{path.name} imports {mod}"

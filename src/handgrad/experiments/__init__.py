@@ -1,9 +1,13 @@
 """Named experiments: each a frozen config dataclass and a run function (see registry.py).
 
-Importing this package registers the built-in experiments; ``names()`` lists them and
-``get(name)`` returns one. To add one, write a module with ``@register(...)`` and import it
-below.
+Importing this package imports every public module in it, which registers the built-in
+experiments; ``names()`` lists them and ``get(name)`` returns one. To add one, write a module
+here with ``@register(...)``: nothing else to edit. Modules that register nothing (registry,
+common, classifier) are the rooms the experiments share.
 """
+
+import importlib
+import pkgutil
 
 from handgrad.experiments.registry import (
     Config,
@@ -22,13 +26,16 @@ from handgrad.experiments.registry import (
     start,
 )
 
-# importing a module registers its experiments; the order here is the order of `handgrad list`
-from handgrad.experiments import toy, boundary, synth  # noqa: F401  isort: skip
-from handgrad.experiments import digits_mlp, mnist_mlp, cifar10_mlp  # noqa: F401  isort: skip
-from handgrad.experiments import scalar, torch_parity  # noqa: F401  isort: skip
-from handgrad.experiments import normalization, class_visualization  # noqa: F401  isort: skip
-from handgrad.experiments import activations, hexagon  # noqa: F401  isort: skip
-from handgrad.experiments import digits_cnn, mnist_cnn, cifar10_cnn, batchnorm  # noqa: F401  isort: skip
+
+def _import_all() -> None:
+    """Import the package's modules (sorted by name, ``_private`` ones left out) so that their
+    ``@register`` calls run; the order of ``handgrad list`` is each experiment's ``order``."""
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()
 
 __all__ = [
     "Config",

@@ -191,6 +191,7 @@ def _away(x: np.ndarray, special: tuple[Special, ...], margin: float) -> np.ndar
     "activations",
     ActivationsConfig,
     "each activation and its derivative from backward, against finite differences",
+    order=42,
 )
 def run_activations(cfg: ActivationsConfig, run: Run) -> dict[str, float]:
     x = np.linspace(cfg.x_min, cfg.x_max, cfg.points)  # float64

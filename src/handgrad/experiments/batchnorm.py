@@ -158,21 +158,10 @@ class BackwardFormCheck(Callback):
 
 @dataclass(frozen=True)
 class BatchNormConfig(Config):
-    """Settings of ``batchnorm``.
-
-    Attributes:
-        dataset: ``digits`` (bundled), ``mnist`` or ``fashion-mnist`` (downloaded).
-        hidden, activation: the MLP's hidden layers (BatchNorm1d goes between each Linear and
-            its activation).
-        epochs: passes over the training set (None: 30 for digits, 5 for MNIST).
-        batch_size: samples per step (BatchNorm's statistics are over the batch).
-        optimizer, lr, momentum, weight_decay: the optimizer, the same for every network.
-        dtype: ``float32`` (speed) or ``float64`` (the form check then sees float64 rounding).
-        val_size: training images held out for validation (None: 200 for digits, 5000 for
-            MNIST).
-        max_train, max_test: use only the first N images of each split (None: all).
-        download: fetch missing data files (otherwise they must be in data_dir).
-    """
+    """The same settings for every network; BatchNorm1d goes between each Linear and its
+    activation, with statistics over the batch. ``epochs`` and ``val_size`` None: 30 and 200
+    for digits, 5 and 5000 for MNIST. With ``float64`` the form check sees float64
+    rounding."""
 
     dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"
     hidden: tuple[int, ...] = (128, 128, 128)
@@ -261,6 +250,7 @@ def _train_variant(
     "batchnorm",
     BatchNormConfig,
     "the same MLP with and without BatchNorm1d; the compact and staged BN backward agree",
+    order=53,
 )
 def run_batchnorm(cfg: BatchNormConfig, run: Run) -> dict[str, float]:
     data = _load(cfg)

@@ -32,19 +32,10 @@ Dataset2D = Literal["circle", "moons", "xor", "spiral", "gaussians", "rings", "s
 
 @dataclass(frozen=True)
 class BoundaryConfig(Config):
-    """Settings of ``boundary``.
-
-    Attributes:
-        dataset: a 2-D data set of handgrad.data.
-        n: points per split; noise: the data set's jitter (None: its default).
-        classes: number of classes for spiral, gaussians and rings (None: the default).
-        hidden: hidden widths (``hidden=16,16``; empty for a linear model: ``hidden=``).
-        activation: the hidden layers' nonlinearity.
-        optimizer, lr, momentum, weight_decay: the optimizer.
-        epochs, batch_size: training length and mini-batch size.
-        snapshots: epochs at which the map is recorded (the last epoch is added).
-        resolution: grid points per axis of the maps.
-    """
+    """``n`` points per split; ``noise`` and ``classes`` (for spiral, gaussians and rings)
+    None keep the data set's default. ``hidden=`` (empty) is a linear model. The map is recorded
+    after each epoch in ``snapshots`` and after the last, on ``resolution`` grid points per
+    axis."""
 
     dataset: Dataset2D = "spiral"
     n: int = 512
@@ -70,7 +61,12 @@ class BoundaryConfig(Config):
         check(self, "snapshots", all(e >= 1 for e in self.snapshots), "epochs >= 1")
 
 
-@register("boundary", BoundaryConfig, "any 2-D data set x any MLP: decision regions for k classes")
+@register(
+    "boundary",
+    BoundaryConfig,
+    "any 2-D data set x any MLP: decision regions for k classes",
+    order=11,
+)
 def run_boundary(cfg: BoundaryConfig, run: Run) -> dict[str, float]:
     options: dict[str, object] = {"n": cfg.n}
     if cfg.noise is not None:

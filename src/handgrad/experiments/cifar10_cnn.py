@@ -13,41 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
-from handgrad.data import Standardizer, load
-from handgrad.experiments.common import optimizer_for, split_validation, train_classifier
-from handgrad.experiments.digits_cnn import (
+from handgrad.experiments.classifier import (
+    CNN,
+    Classifier,
+    Target,
     check_layer_spec,
-    conv_net,
-    describe,
-    schedule_callbacks,
+    run_classifier,
 )
 from handgrad.experiments.registry import Config, check, register
 from handgrad.train import Run
 
-__all__ = ["Cifar10CNNConfig", "run_cifar10_cnn"]
-
-TARGET_ACCURACY = 0.77
+__all__ = ["CIFAR10_CNN", "Cifar10CNNConfig", "run_cifar10_cnn"]
 
 
 @dataclass(frozen=True)
 class Cifar10CNNConfig(Config):
-    """Settings of ``cifar10-cnn``.
-
-    Attributes:
-        layers: the convolutional part: conv widths (3x3, padding 1, ReLU) and ``M`` for 2x2
-            max pooling (followed by Dropout(conv_dropout)).
-        hidden: fully connected hidden layers (ReLU, Dropout(dropout)) after flattening.
-        batchnorm: BatchNorm2d after each convolution.
-        conv_dropout, dropout: drop probabilities after each pooling and each hidden layer.
-        epochs, batch_size: passes over the training set and samples per step.
-        optimizer, lr, momentum, weight_decay: the optimizer (momentum for sgd/rmsprop).
-        schedule: ``constant`` keeps lr (the course's setting); ``cosine`` anneals it to 0.
-        val_size: training images held out for validation (0: the curves use the test set).
-        max_train, max_test: use only the first N images of each split (None: all).
-        download: fetch missing data files (otherwise they must be in data_dir).
-    """
+    """``layers`` and ``hidden`` as in digits-cnn; ``conv_dropout`` follows each pooling,
+    ``dropout`` each hidden layer. A ``constant`` lr is the course's setting. With
+    ``val_size=0`` the curves show the test set."""
 
     layers: tuple[str, ...] = ("32", "32", "M", "64", "64", "M")
     hidden: tuple[int, ...] = (512,)
@@ -73,60 +56,29 @@ class Cifar10CNNConfig(Config):
             check(self, name, 0 <= getattr(self, name) < 1, "in [0, 1)")
 
 
-@register("cifar10-cnn", Cifar10CNNConfig, "the course's VGG-style ConvNet on CIFAR-10, ~77% test")
+CIFAR10_CNN = Classifier(
+    dataset="cifar10",
+    network=CNN,
+    title="cifar10: {net}, {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}",
+    standardize=True,
+    test_curves=True,
+    target=Target(
+        0.77,
+        "Known result to aim past: about {target:.0%} test accuracy: {met} "
+        "({test_accuracy:.2%} after {epochs} epochs).",
+        # judged by the sizes read, so that a partial copy is not taken for CIFAR-10
+        full=lambda cfg, n_train, n_test: (n_train, n_test) == (50000, 10000),
+        partial="Trained on {n_train} CIFAR-10 training images and tested on {n_test}; the "
+        "{target:.0%} reference applies to the full data.",
+    ),
+)
+
+
+@register(
+    "cifar10-cnn",
+    Cifar10CNNConfig,
+    "the course's VGG-style ConvNet on CIFAR-10, ~77% test",
+    order=52,
+)
 def run_cifar10_cnn(cfg: Cifar10CNNConfig, run: Run) -> dict[str, float]:
-    common = {"data_dir": cfg.data_dir, "download": cfg.download, "seed": cfg.seed}
-    train = load("cifar10", "train", n=cfg.max_train, **common)
-    test = load("cifar10", "test", n=cfg.max_test, **common)
-    # per-channel statistics of the training images only: the test set stays unseen
-    scaler = Standardizer(per="channel").fit(train.X)
-    X = scaler.transform(train.X)  # (N, 3, 32, 32)
-    X_test = scaler.transform(test.X)
-    X_tr, y_tr, X_val, y_val = split_validation(X, train.y, cfg.val_size, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    shape = tuple(X.shape[1:])
-    model = conv_net(
-        shape,
-        cfg.layers,
-        cfg.hidden,
-        len(train.classes),
-        rng=rng,
-        batchnorm=cfg.batchnorm,
-        conv_dropout=cfg.conv_dropout,
-        dropout=cfg.dropout,
-    )
-    opt = optimizer_for(cfg, model.parameters())
-    steps = cfg.epochs * -(-len(X_tr) // cfg.batch_size)
-    val = (X_val, y_val) if cfg.val_size else (X_test, test.y)
-    results = train_classifier(
-        run,
-        model,
-        opt,
-        train=(X_tr, y_tr),
-        val=val,
-        val_label="validation" if cfg.val_size else "test",
-        test=(X_test, test.y),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        rng=rng,
-        classes=train.classes,
-        callbacks=schedule_callbacks(opt, cfg.schedule, steps),
-        title=(
-            f"cifar10: {describe(shape, cfg.layers, cfg.hidden)} -> 10, "
-            f"{cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}"
-        ),
-        test_images=test.X,
-    )
-    # judged by the sizes read, so that a partial copy of the files is not taken for CIFAR-10
-    if (len(train), len(test)) == (50000, 10000):
-        met = "reached" if results["test_accuracy"] >= TARGET_ACCURACY else "NOT reached"
-        run.notes.append(
-            f"Known result to aim past: about {TARGET_ACCURACY:.0%} test accuracy: {met} "
-            f"({results['test_accuracy']:.2%} after {results['epochs']} epochs)."
-        )
-    else:
-        run.notes.append(
-            f"Trained on {len(X_tr)} CIFAR-10 training images and tested on {len(test)}; the "
-            f"77% reference applies to the full data."
-        )
-    return results
+    return run_classifier(CIFAR10_CNN, cfg, run)

@@ -22,7 +22,8 @@ import numpy as np
 
 import handgrad.nn as nn
 from handgrad.data import load
-from handgrad.experiments.common import make_optimizer, mlp, train_classifier
+from handgrad.experiments.classifier import Target, train_classifier
+from handgrad.experiments.common import make_optimizer, mlp
 from handgrad.experiments.registry import Config, check, register
 from handgrad.inputspace import saliency, visualize_classes
 from handgrad.train import Run
@@ -30,21 +31,21 @@ from handgrad.viz.visualize import plot_class_images, plot_regularizer_grid, plo
 
 __all__ = ["ClassVisualizationConfig", "build_classifier", "run_class_visualization"]
 
-TARGET_PROBABILITY = 0.99
+TARGET = Target(
+    0.99,
+    "Target: the model's probability for each visualised class >= {target}: {met} (smallest "
+    "{min_target_probability:.4f}, mean {mean_target_probability:.4f} over {classes} classes).",
+    metric="min_target_probability",
+)
 
 
 @dataclass(frozen=True)
 class ClassVisualizationConfig(Config):
-    """Settings of ``class-visualization``.
+    """The classifier (trained with Adam at ``lr``) and the ascent on its input.
 
     Attributes:
-        dataset: ``digits`` (bundled, seconds), ``mnist``, ``fashion-mnist`` or ``cifar10``
-            (3 channels); the downloaded ones need ``download`` or files in ``data_dir``.
         model: ``mlp`` (Flatten, hidden ReLU layers) or ``cnn`` (two conv-ReLU-maxpool blocks
             with ``channels``, then a hidden ReLU layer of ``hidden[0]`` and the output).
-        hidden, channels: widths.
-        epochs, batch_size, lr: training with Adam.
-        max_train, max_test: use only the first N images of each split (None: all).
         score: the maximised score, ``logit`` (z_c) or ``log_softmax`` (log p_c).
         init: start from ``grey`` (the mean pixel value) or ``noise`` (grey + N(0, 0.1^2)).
         steps, vis_lr: Adam on the input.
@@ -52,7 +53,6 @@ class ClassVisualizationConfig(Config):
             Gaussian's width in pixels; ``jitter`` the largest random shift in pixels.
         compare: also draw each regulariser alone (a row each) for comparison; one switched
             off in the config is shown at its demonstration value (``DEMO``).
-        saliency_images: test images shown with their saliency maps.
     """
 
     dataset: Literal["digits", "mnist", "fashion-mnist", "cifar10"] = "digits"
@@ -145,6 +145,7 @@ def _regularizer_settings(cfg: ClassVisualizationConfig) -> list[tuple[str, dict
     "class-visualization",
     ClassVisualizationConfig,
     "gradient ascent on the input: one image per class (p >= 0.99), saliency maps",
+    order=41,
 )
 def run_class_visualization(cfg: ClassVisualizationConfig, run: Run) -> dict[str, float]:
     common: dict[str, Any] = {"seed": cfg.seed}
@@ -241,15 +242,10 @@ def run_class_visualization(cfg: ClassVisualizationConfig, run: Run) -> dict[str
         f"saliency maps: |d {cfg.score} of the predicted class / d pixel| (max over channels)",
     )
 
-    min_p = float(vis.probs.min())
     results |= {
-        "min_target_probability": min_p,
+        "min_target_probability": float(vis.probs.min()),
         "mean_target_probability": float(vis.probs.mean()),
         "final_mean_score": vis.history[-1]["score"],
     }
-    met = "reached" if min_p >= TARGET_PROBABILITY else "NOT reached"
-    run.notes.append(
-        f"Target: the model's probability for each visualised class >= {TARGET_PROBABILITY}: "
-        f"{met} (smallest {min_p:.4f}, mean {vis.probs.mean():.4f} over {K} classes)."
-    )
+    run.notes.append(TARGET.note(results, classes=K))
     return results

@@ -1,29 +1,32 @@
-"""Pieces the MLP experiments share: network builders, optimizers, predictions, snapshots."""
+"""Pieces the experiments share: the MLP builder, optimizers by name, predictions, probability
+snapshots, the validation split, and report fragments. (The classifier pipeline is in
+:mod:`handgrad.experiments.classifier`.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import handgrad.nn as nn
 import handgrad.optim as optim
-from handgrad import viz
-from handgrad.data import DataLoader
-from handgrad.train import Callback, Run, TrainState, evaluate
+from handgrad.train import Callback, Run, TrainState
 from handgrad.viz.maps import ProbabilityGrid, probability_grid
 
 __all__ = [
     "ACTIVATIONS",
     "OPTIMIZERS",
     "ProbabilitySnapshots",
+    "add_fragment",
     "make_activation",
     "make_optimizer",
     "mlp",
+    "numbers",
+    "optimizer_for",
     "predict_proba",
     "split_validation",
-    "train_classifier",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -173,67 +176,19 @@ def split_validation(
     return X[train], y[train], X[val], y[val]
 
 
-def train_classifier(
-    run: Run,
-    model: nn.Module,
-    optimizer: optim.Optimizer,
-    *,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray] | None,
-    test: tuple[np.ndarray, np.ndarray],
-    epochs: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    classes: tuple[str, ...],
-    title: str,
-    max_steps: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    test_images: np.ndarray | None = None,
-    val_label: str = "validation",
-) -> dict[str, float]:
-    """Train a classifier with cross-entropy on ``train``, score it on ``val`` after every epoch
-    and on ``test`` at the end; save the curves (and predictions on test images).
+def add_fragment(run: Run, name: str) -> None:
+    """Put the markdown fragment a worked example wrote (``<name>.md``) into the run's report."""
+    path = Path(run.dir) / f"{name}.md"
+    if path.exists():
+        run.notes.append(path.read_text(encoding="utf-8"))
 
-    Returns the final numbers: train/val (of the last epoch) and test loss and accuracy, the
-    epochs and steps done, and the training time in seconds.
-    """
-    loss_fn = nn.CrossEntropyLoss()
-    loader = DataLoader(train[0], train[1], batch_size=batch_size, shuffle=True, rng=rng)
-    history = run.fit(
-        model,
-        loss_fn,
-        optimizer,
-        loader,
-        val=val,
-        epochs=epochs,
-        callbacks=callbacks,
-        max_steps=max_steps,
-    )
-    scores = evaluate(model, loss_fn, test)
-    last = history[-1]
-    run.save_figure(
-        "curves",
-        viz.plot_history(history, title=title, val_label=val_label),
-        "loss and accuracy per epoch (train: running mean over the epoch)",
-    )
-    if test_images is not None:
-        k = min(16, len(test_images))
-        predicted = predict_proba(model, test[0][:k]).argmax(axis=1)
-        run.save_figure(
-            "predictions",
-            viz.plot_image_predictions(test_images[:k], test[1][:k], predicted, classes),
-            f"the first {k} test images: predicted (true), wrong in red",
-        )
-    results: dict[str, float] = {
-        "test_accuracy": scores["accuracy"],
-        "test_loss": scores["loss"],
-        "train_accuracy": last["train_accuracy"],
-        "train_loss": last["train_loss"],
-    }
-    if val is not None and val_label == "validation":
-        results["val_accuracy"] = last["val_accuracy"]
-        results["val_loss"] = last["val_loss"]
-    results["epochs"] = last["epoch"]
-    results["steps"] = last["step"]
-    results["train_time_s"] = sum(h["time"] for h in history)
-    return results
+
+def numbers(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The flat numeric entries of a result (nested dicts become ``outer.inner``)."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out.update(numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix + key] = value
+    return out

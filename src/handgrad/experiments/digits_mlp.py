@@ -10,29 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
-from handgrad.data import load
-from handgrad.experiments.common import mlp, optimizer_for, split_validation, train_classifier
+from handgrad.experiments.classifier import MLP, Classifier, Target, run_classifier
 from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
-__all__ = ["DigitsMLPConfig", "run_digits_mlp"]
-
-TARGET_ACCURACY = 0.97
+__all__ = ["DIGITS_MLP", "DigitsMLPConfig", "run_digits_mlp"]
 
 
 @dataclass(frozen=True)
 class DigitsMLPConfig(Config):
-    """Settings of ``digits-mlp``.
-
-    Attributes:
-        epochs, batch_size: passes over the training set and samples per step.
-        hidden: widths of the hidden layers, e.g. ``hidden=128`` or ``hidden=64,64``.
-        activation: the hidden layers' nonlinearity.
-        optimizer, lr, momentum, weight_decay: the optimizer (momentum only for sgd/rmsprop).
-        val_size: training images held out for validation after every epoch.
-    """
+    """``hidden=64,64`` gives two hidden layers; ``momentum`` only acts on sgd and rmsprop;
+    ``dtype=float64`` trains in double precision (to compare with PyTorch, ``handgrad export``)."""
 
     epochs: int = 40
     batch_size: int = 32
@@ -43,35 +31,26 @@ class DigitsMLPConfig(Config):
     momentum: float = 0.9
     weight_decay: float = 0.0
     val_size: int = 200
+    dtype: Literal["float32", "float64"] = "float32"
 
 
-@register("digits-mlp", DigitsMLPConfig, "an MLP on the bundled 8x8 digits, >= 97% test accuracy")
+DIGITS_MLP = Classifier(
+    dataset="digits",
+    network=MLP,
+    title="digits-mlp: {net}, {cfg.optimizer}",
+    target=Target(
+        0.97,
+        "Target: test accuracy >= {target:.0%}: {met} ({test_accuracy:.2%} on {n_test} test "
+        "images).",
+    ),
+)
+
+
+@register(
+    "digits-mlp",
+    DigitsMLPConfig,
+    "an MLP on the bundled 8x8 digits, >= 97% test accuracy",
+    order=20,
+)
 def run_digits_mlp(cfg: DigitsMLPConfig, run: Run) -> dict[str, float]:
-    train = load("digits", "train", seed=cfg.seed)
-    test = load("digits", "test", seed=cfg.seed)
-    X, y = train.X.reshape(len(train), -1), train.y  # (N, 64)
-    X_test = test.X.reshape(len(test), -1)
-    X_tr, y_tr, X_val, y_val = split_validation(X, y, cfg.val_size, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = mlp(X.shape[1], cfg.hidden, len(train.classes), cfg.activation, rng=rng)
-    opt = optimizer_for(cfg, model.parameters())
-    results = train_classifier(
-        run,
-        model,
-        opt,
-        train=(X_tr, y_tr),
-        val=(X_val, y_val) if cfg.val_size else None,
-        test=(X_test, test.y),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        rng=rng,
-        classes=train.classes,
-        title=f"digits-mlp: 64 -> {' -> '.join(map(str, cfg.hidden))} -> 10, {cfg.optimizer}",
-        test_images=test.X,
-    )
-    met = "reached" if results["test_accuracy"] >= TARGET_ACCURACY else "NOT reached"
-    run.notes.append(
-        f"Target: test accuracy >= {TARGET_ACCURACY:.0%}: {met} "
-        f"({results['test_accuracy']:.2%} on {len(test)} test images)."
-    )
-    return results
+    return run_classifier(DIGITS_MLP, cfg, run)

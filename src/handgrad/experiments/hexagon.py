@@ -413,6 +413,7 @@ def _plot_edges(cfg: HexagonConfig, rows: list[dict[str, Any]]) -> Any:
     "hexagon",
     HexagonConfig,
     "which small ReLU/tanh network draws a hexagon around the circle data: edges counted",
+    order=43,
 )
 def run_hexagon(cfg: HexagonConfig, run: Run) -> dict[str, float]:
     train = load("circle", "train", seed=cfg.seed, n=cfg.n_train)

@@ -11,41 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
-from handgrad.data import load
-from handgrad.experiments.common import optimizer_for, split_validation, train_classifier
-from handgrad.experiments.digits_cnn import (
+from handgrad.experiments.classifier import (
+    CNN,
+    Classifier,
+    Target,
     check_layer_spec,
-    conv_net,
-    describe,
-    schedule_callbacks,
+    run_classifier,
 )
 from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
-__all__ = ["MnistCNNConfig", "run_mnist_cnn"]
-
-TARGET_ACCURACY = 0.99
+__all__ = ["MNIST_CNN", "MnistCNNConfig", "run_mnist_cnn"]
 
 
 @dataclass(frozen=True)
 class MnistCNNConfig(Config):
-    """Settings of ``mnist-cnn``.
-
-    Attributes:
-        dataset: ``mnist`` or ``fashion-mnist`` (same format and sizes).
-        layers: the convolutional part: conv widths (3x3, padding 1, ReLU) and ``M`` for 2x2
-            max pooling; the default is the issue's ``32,M,64,M``.
-        hidden: fully connected hidden layers after flattening (none: straight to the logits).
-        batchnorm: BatchNorm2d after each convolution.
-        epochs, batch_size: passes over the training set and samples per step.
-        optimizer, lr, momentum, weight_decay: the optimizer (momentum for sgd/rmsprop).
-        schedule: ``cosine`` anneals lr to 0 over the run; ``constant`` keeps it.
-        val_size: training images held out for validation.
-        max_train, max_test: use only the first N images of each split (None: all).
-        download: fetch missing data files (otherwise they must be in data_dir).
-    """
+    """``layers`` and ``hidden`` as in digits-cnn; no ``hidden`` goes from the last pooling
+    straight to the logits. ``fashion-mnist`` has the same format and sizes as ``mnist``."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     layers: tuple[str, ...] = ("32", "M", "64", "M")
@@ -68,48 +50,26 @@ class MnistCNNConfig(Config):
         check_layer_spec(self)
 
 
-@register("mnist-cnn", MnistCNNConfig, "conv32-pool-conv64-pool-linear CNN on MNIST, >= 99% test")
+MNIST_CNN = Classifier(
+    dataset=None,
+    network=CNN,
+    title="{cfg.dataset}: {net}, {cfg.optimizer} lr {cfg.lr:g}",
+    target=Target(
+        0.99,
+        "Target: test accuracy >= {target:.0%}: {met} ({test_accuracy:.2%} after {epochs} epochs).",
+        # judged by the sizes read, so that a partial copy of the files is not taken for MNIST
+        full=lambda cfg, n_train, n_test: (n_train, n_test, cfg.dataset) == (60000, 10000, "mnist"),
+        partial="Trained on {n_train} of the {cfg.dataset} training images and tested on "
+        "{n_test}; the {target:.0%} target applies to the full MNIST data.",
+    ),
+)
+
+
+@register(
+    "mnist-cnn",
+    MnistCNNConfig,
+    "conv32-pool-conv64-pool-linear CNN on MNIST, >= 99% test",
+    order=51,
+)
 def run_mnist_cnn(cfg: MnistCNNConfig, run: Run) -> dict[str, float]:
-    common = {"data_dir": cfg.data_dir, "download": cfg.download, "seed": cfg.seed}
-    train = load(cfg.dataset, "train", n=cfg.max_train, **common)
-    test = load(cfg.dataset, "test", n=cfg.max_test, **common)
-    X, X_test = train.X, test.X  # (N, 1, 28, 28), values in [0, 1]
-    X_tr, y_tr, X_val, y_val = split_validation(X, train.y, cfg.val_size, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    shape = tuple(X.shape[1:])
-    model = conv_net(
-        shape, cfg.layers, cfg.hidden, len(train.classes), rng=rng, batchnorm=cfg.batchnorm
-    )
-    opt = optimizer_for(cfg, model.parameters())
-    steps = cfg.epochs * -(-len(X_tr) // cfg.batch_size)
-    results = train_classifier(
-        run,
-        model,
-        opt,
-        train=(X_tr, y_tr),
-        val=(X_val, y_val) if cfg.val_size else None,
-        test=(X_test, test.y),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        rng=rng,
-        classes=train.classes,
-        callbacks=schedule_callbacks(opt, cfg.schedule, steps),
-        title=(
-            f"{cfg.dataset}: {describe(shape, cfg.layers, cfg.hidden)} -> 10, "
-            f"{cfg.optimizer} lr {cfg.lr:g}"
-        ),
-        test_images=X_test,
-    )
-    # judged by the sizes read, so that a partial copy of the files is not taken for MNIST
-    if (len(train), len(test), cfg.dataset) == (60000, 10000, "mnist"):
-        met = "reached" if results["test_accuracy"] >= TARGET_ACCURACY else "NOT reached"
-        run.notes.append(
-            f"Target: test accuracy >= {TARGET_ACCURACY:.0%}: {met} "
-            f"({results['test_accuracy']:.2%} after {results['epochs']} epochs)."
-        )
-    else:
-        run.notes.append(
-            f"Trained on {len(X_tr)} of the {cfg.dataset} training images and tested on "
-            f"{len(test)}; the 99% target applies to the full MNIST data."
-        )
-    return results
+    return run_classifier(MNIST_CNN, cfg, run)

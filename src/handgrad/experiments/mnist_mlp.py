@@ -11,31 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
-from handgrad.data import load
-from handgrad.experiments.common import mlp, optimizer_for, split_validation, train_classifier
+from handgrad.experiments.classifier import MLP, Classifier, Target, run_classifier
 from handgrad.experiments.registry import Config, register
 from handgrad.train import Run
 
-__all__ = ["MnistMLPConfig", "run_mnist_mlp"]
-
-TARGET_ACCURACY = 0.98
+__all__ = ["MNIST_MLP", "MnistMLPConfig", "run_mnist_mlp"]
 
 
 @dataclass(frozen=True)
 class MnistMLPConfig(Config):
-    """Settings of ``mnist-mlp``.
-
-    Attributes:
-        dataset: ``mnist`` or ``fashion-mnist`` (same format and sizes).
-        epochs, batch_size: passes over the training set and samples per step.
-        hidden, activation: the hidden layers.
-        optimizer, lr, momentum, weight_decay: the optimizer (momentum for sgd/rmsprop).
-        val_size: training images held out for validation.
-        max_train, max_test: use only the first N images of each split (None: all).
-        download: fetch missing data files (otherwise they must be in data_dir).
-    """
+    """``fashion-mnist`` has the same format and sizes as ``mnist``; ``max_train`` and
+    ``max_test`` keep the first N images of each split."""
 
     dataset: Literal["mnist", "fashion-mnist"] = "mnist"
     epochs: int = 10
@@ -52,42 +38,26 @@ class MnistMLPConfig(Config):
     download: bool = True
 
 
-@register("mnist-mlp", MnistMLPConfig, "784 -> 512 -> 512 -> 10 ReLU MLP on MNIST, >= 98% test")
+MNIST_MLP = Classifier(
+    dataset=None,
+    network=MLP,
+    title="{cfg.dataset}: {net} {cfg.activation} MLP, {cfg.optimizer} lr {cfg.lr:g}",
+    target=Target(
+        0.98,
+        "Target: test accuracy >= {target:.0%} within 10 epochs: {met} "
+        "({test_accuracy:.2%} after {epochs} epochs).",
+        full=lambda cfg, *_: (cfg.max_train, cfg.max_test, cfg.dataset) == (None, None, "mnist"),
+        partial="Trained on {n_train} of the {cfg.dataset} training images and tested on "
+        "{n_test}; the {target:.0%} target applies to the full MNIST data.",
+    ),
+)
+
+
+@register(
+    "mnist-mlp",
+    MnistMLPConfig,
+    "784 -> 512 -> 512 -> 10 ReLU MLP on MNIST, >= 98% test",
+    order=21,
+)
 def run_mnist_mlp(cfg: MnistMLPConfig, run: Run) -> dict[str, float]:
-    common = {"data_dir": cfg.data_dir, "download": cfg.download, "seed": cfg.seed}
-    train = load(cfg.dataset, "train", n=cfg.max_train, **common)
-    test = load(cfg.dataset, "test", n=cfg.max_test, **common)
-    X = train.X.reshape(len(train), -1)  # (N, 784), values in [0, 1]
-    X_test = test.X.reshape(len(test), -1)
-    X_tr, y_tr, X_val, y_val = split_validation(X, train.y, cfg.val_size, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = mlp(X.shape[1], cfg.hidden, len(train.classes), cfg.activation, rng=rng)
-    opt = optimizer_for(cfg, model.parameters())
-    widths = " -> ".join(map(str, (X.shape[1], *cfg.hidden, len(train.classes))))
-    results = train_classifier(
-        run,
-        model,
-        opt,
-        train=(X_tr, y_tr),
-        val=(X_val, y_val) if cfg.val_size else None,
-        test=(X_test, test.y),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        rng=rng,
-        classes=train.classes,
-        title=f"{cfg.dataset}: {widths} {cfg.activation} MLP, {cfg.optimizer} lr {cfg.lr:g}",
-        test_images=test.X,
-    )
-    full = cfg.max_train is None and cfg.max_test is None and cfg.dataset == "mnist"
-    if full:
-        met = "reached" if results["test_accuracy"] >= TARGET_ACCURACY else "NOT reached"
-        run.notes.append(
-            f"Target: test accuracy >= {TARGET_ACCURACY:.0%} within 10 epochs: {met} "
-            f"({results['test_accuracy']:.2%} after {results['epochs']} epochs)."
-        )
-    else:
-        run.notes.append(
-            f"Trained on {len(X_tr)} of the {cfg.dataset} training images and tested on "
-            f"{len(test)}; the 98% target applies to the full MNIST data."
-        )
-    return results
+    return run_classifier(MNIST_MLP, cfg, run)

@@ -36,18 +36,10 @@ HEADS = ("softmax", "sum")
 
 @dataclass(frozen=True)
 class NormalizationConfig(Config):
-    """Settings of ``normalization``.
-
-    Attributes:
-        datasets: any of ``spiral`` and ``digits``, e.g. ``datasets=spiral``.
-        positive: the activation that makes the outputs positive before ``/ sum``.
-        seeds: repeats with seeds ``seed, seed + 1, ...`` (both heads share each seed's
-            initial weights and batches).
-        hidden, activation: the network's hidden layers (the same for both heads).
-        optimizer, batch_size: the training (the same for both heads).
-        spiral_epochs, spiral_lr, spiral_n: the spiral runs (``spiral_n`` points per split).
-        digits_epochs, digits_lr: the digits runs.
-    """
+    """Both heads share the network, the training and, for each of the ``seeds`` runs (seeds
+    ``seed, seed + 1, ...``), the initial weights and batches. ``positive`` makes the outputs
+    positive before ``/ sum``; ``datasets`` is any of ``spiral`` and ``digits``, ``spiral_n``
+    the spiral's points per split."""
 
     datasets: tuple[str, ...] = DATASETS
     positive: Literal["softplus", "sigmoid"] = "softplus"
@@ -256,6 +248,7 @@ def _plot_accuracy(out: dict, cfg: NormalizationConfig) -> Any:
     "normalization",
     NormalizationConfig,
     "softmax vs a_j / sum_k a_k (a = softplus(z)) as the output: spiral and digits",
+    order=40,
 )
 def run_normalization(cfg: NormalizationConfig, run: Run) -> dict[str, float]:
     run.metrics_path.write_text("")  # a re-run (or resume) starts the per-epoch log afresh

@@ -26,12 +26,7 @@ __all__ = ["SynthConfig", "build_synth_model", "run_synth"]
 
 @dataclass(frozen=True)
 class SynthConfig(Config):
-    """Settings of ``synth``.
-
-    Attributes:
-        epochs, batch_size, lr: plain SGD.
-        n_train, n_test: points in each split.
-    """
+    """Plain SGD: no momentum, no weight decay."""
 
     epochs: int = 300
     batch_size: int = 16
@@ -50,7 +45,9 @@ def build_synth_model(rng: np.random.Generator) -> nn.Sequential:
     return nn.Sequential(nn.Linear(2, 3, rng=rng), nn.Sigmoid(), nn.Linear(3, 2, rng=rng))
 
 
-@register("synth", SynthConfig, "quadratic synth data, 2 -> 3 sigmoid -> 2 softmax, plain SGD")
+@register(
+    "synth", SynthConfig, "quadratic synth data, 2 -> 3 sigmoid -> 2 softmax, plain SGD", order=12
+)
 def run_synth(cfg: SynthConfig, run: Run) -> dict[str, float]:
     train = load("synth", "train", seed=cfg.seed, n=cfg.n_train)
     test = load("synth", "test", seed=cfg.seed, n=cfg.n_test)

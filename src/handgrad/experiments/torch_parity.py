@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handgrad.experiments.common import add_fragment, numbers
 from handgrad.experiments.registry import Config, check, register
-from handgrad.experiments.scalar import add_fragment, numbers
 from handgrad.train import Run
 
 __all__ = ["TorchParityConfig"]
@@ -17,7 +17,7 @@ __all__ = ["TorchParityConfig"]
 
 @dataclass(frozen=True)
 class TorchParityConfig(Config):
-    """dataset: 'circle' or 'digits'; Adam with lr for ``epochs`` epochs of ``batch_size``."""
+    """Adam in both libraries; ``dataset`` is ``circle`` or ``digits``."""
 
     dataset: str = "circle"
     epochs: int = 10
@@ -29,7 +29,9 @@ class TorchParityConfig(Config):
         check(self, "dataset", self.dataset in ("circle", "digits"), "'circle' or 'digits'")
 
 
-@register("torch-parity", TorchParityConfig, "handgrad vs PyTorch, same weights and batches")
+@register(
+    "torch-parity", TorchParityConfig, "handgrad vs PyTorch, same weights and batches", order=33
+)
 def run_torch_parity(cfg: TorchParityConfig, run: Run) -> dict[str, float]:
     try:
         from handgrad.torch_ext.parity import torch_parity

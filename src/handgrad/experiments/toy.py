@@ -26,20 +26,10 @@ __all__ = ["ToyConfig", "build_toy_model", "run_toy"]
 
 @dataclass(frozen=True)
 class ToyConfig(Config):
-    """Settings of ``toy`` (``handgrad run toy --set key=value``).
-
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: samples per SGD step.
-        lr, momentum, weight_decay: SGD's hyperparameters (torch.optim.SGD semantics).
-        schedule: ``cosine`` anneals lr to 0 over the epochs (a smooth, low final loss);
-            ``constant`` keeps it.
-        n_train, n_test: points in the train and test splits of the circle data.
-        noise: std of Gaussian jitter on the points (0: a clean boundary).
-        snapshots: epochs at which the probability map is recorded (the last epoch is added).
-        checkpoint_every: epochs between checkpoints (and after the last).
-        resolution: grid points per axis of the probability maps.
-    """
+    """SGD with torch.optim.SGD's semantics; ``cosine`` anneals lr to 0 over the epochs (a
+    smooth, low final loss). ``noise`` is the std of Gaussian jitter on the points (0: a clean
+    boundary). The probability map is recorded after each epoch in ``snapshots`` and after the
+    last, on ``resolution`` grid points per axis."""
 
     epochs: int = 1024
     batch_size: int = 32
@@ -78,6 +68,7 @@ def build_toy_model(rng: np.random.Generator) -> nn.Sequential:
     "toy",
     ToyConfig,
     "the circle: 2 -> 16 tanh -> 16 sigmoid -> 1 logit, SGD momentum, probability maps",
+    order=10,
 )
 def run_toy(cfg: ToyConfig, run: Run) -> dict[str, float]:
     train = load("circle", "train", seed=cfg.seed, n=cfg.n_train, noise=cfg.noise)

@@ -1,7 +1,8 @@
 """handgrad.scalar: a scalar autograd engine, a scalar MLP, graph drawing and backward traces.
 
-The worked examples (scalar-graph, scalar-net, scalar-train) live in
-``handgrad.scalar.examples``; the network written with plain loops in ``handgrad.scalar.loops``.
+The network written with plain loops is in ``handgrad.scalar.loops``; the worked examples that
+use the engine (scalar-graph, scalar-net, scalar-train) are experiments, in
+``handgrad.experiments.scalar``.
 """
 
 from handgrad.scalar.engine import Value, paused_gc, topological_order, vsum
