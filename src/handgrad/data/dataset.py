@@ -142,8 +142,10 @@ def load(
         split: ``'train'`` or ``'test'``. Generated sets draw the test split from a different
             random stream than the train split for the same seed.
         data_dir: where downloaded files live (default: ``$HANDGRAD_DATA``, else
-            ``$XDG_CACHE_HOME/handgrad``, else ``~/.cache/handgrad``).
-        download: fetch missing files from the network (only for downloaded sets).
+            ``$XDG_CACHE_HOME/handgrad``, else ``~/.cache/handgrad``); files are also looked
+            for in those and in Debian's package folder.
+        download: fetch missing files from the network (only for downloaded sets; never
+            while offline, see ``handgrad.data.offline_mode``).
         seed: a non-negative int; the same seed gives the same arrays, bit for bit.
         **options: per data set, see ``info(name).options`` (e.g. ``n``, ``noise``, ``k``,
             ``flatten``).

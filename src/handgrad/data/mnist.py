@@ -22,9 +22,20 @@ from handgrad.data.download import (
     Source,
     fetch,
     find,
+    may_download,
     missing_error,
     resolve_data_dir,
-    verify,
+    search_dirs,
+)
+from handgrad.data.files import (
+    FAILED,
+    MISSING,
+    DataSetReport,
+    FileCheck,
+    FileReport,
+    check_content,
+    register_local,
+    warn_unverified,
 )
 
 __all__ = ["FASHION_MNIST", "IDX_IMAGES", "IDX_LABELS", "MNIST", "read_idx"]
@@ -79,6 +90,28 @@ FASHION_MNIST = Source(
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
     also_in=("FashionMNIST/raw",),
+    # SHA-256 of the unpacked IDX files, computed from the copies in Debian's package
+    # dataset-fashion-mnist (0.0~git20200523.55506a9-1), whose .gz files are re-compressed.
+    # Those copies were checked against the published MD5s above: each Debian .gz holds the
+    # published deflate stream under a different gzip header (no file name, another mtime);
+    # putting back the header the published files have (FNAME = the unpacked name, mtime
+    # 2017-08-31 10:50:06 UTC for train, 10:50:27 for t10k, XFL 0, OS 3) gives files of the
+    # published sizes (26421880, 29515, 4422102, 5148 bytes) whose MD5s are exactly the
+    # published ones, so their content is the published content.
+    sha256={
+        "train-images-idx3-ubyte": (
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+        ),
+        "train-labels-idx1-ubyte": (
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+        ),
+        "t10k-images-idx3-ubyte": (
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+        ),
+        "t10k-labels-idx1-ubyte": (
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+        ),
+    },
 )
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
@@ -119,7 +152,11 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
             trailing bytes, or a broken gzip stream.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return parse_idx(_read_bytes(path), path, magic)
+
+
+def parse_idx(data: bytes, path: Path, magic: int | None = None) -> np.ndarray:
+    """The array in the IDX bytes ``data`` (read from ``path``, named in errors)."""
     if len(data) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(data)} bytes, no complete header)")
     found = int.from_bytes(data[:4], "big")
@@ -149,39 +186,60 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
     return arr.reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def _locate(source: Source, root: Path, stem: str, download: bool, timeout: float) -> Path:
-    """The file ``stem`` (gzipped or not), checked; downloaded (as .gz) if absent and allowed."""
-    gz = stem + ".gz"
-    path = find(source, root, [gz, stem])
-    if path is None:
-        if not download:
-            raise missing_error(source, root, gz, detail=f" (or {stem})")
-        path = fetch(source, gz, root, timeout)
-    # only the published .gz files have known checksums; an unpacked file is checked by
-    # its magic number and sizes alone
-    verify(source, path)
-    return path
+def _locate(
+    source: Source,
+    data_dir: Any,
+    stems: tuple[str, ...],
+    download: bool,
+    timeout: float,
+    progress: bool | None = None,
+) -> list[Path]:
+    """The files ``stems`` (gzipped or not) where they are found; the missing ones downloaded
+    (as .gz) if allowed, else one error naming them all and every folder searched."""
+    found = {stem: find(source, data_dir, [stem + ".gz", stem]) for stem in stems}
+    missing = [stem for stem, path in found.items() if path is None]
+    if missing and not may_download(download):
+        names = [f"{stem}.gz (or {stem})" for stem in missing]
+        raise missing_error(source, data_dir, names)
+    root = resolve_data_dir(data_dir)
+    for stem in missing:
+        found[stem] = fetch(source, stem + ".gz", root, timeout, progress)
+    return [found[stem] for stem in stems]
 
 
-def _read_checked(path: Path, magic: int, source: Source) -> np.ndarray:
+def _origin(source: Source, path: Path) -> str:
+    return source.url(path.name.removesuffix(".gz") + ".gz")
+
+
+def _read_checked(
+    path: Path, magic: int, source: Source, data_dir: Any
+) -> tuple[np.ndarray, FileCheck]:
+    """The array in ``path``, after the format checks and the content check."""
+    stem = path.name.removesuffix(".gz")
     try:
-        return read_idx(path, magic)
+        data = _read_bytes(path)
+        arr = parse_idx(data, path, magic)
     except DataError as err:
         raise DataError(
             f"{source.name}: {err}; delete it and run again to download it afresh, or replace "
-            f"it with the original from {source.url(path.name.removesuffix('.gz') + '.gz')}"
+            f"it with the original from {_origin(source, path)}"
         ) from None
+    # the format first (its messages are the most precise), then the content's digest
+    check = check_content(
+        source, stem, path, lambda: data, data_dir=data_dir, origin=_origin(source, path)
+    )
+    warn_unverified(source, check)
+    return arr, check
 
 
 def load_idx_pair(
-    source: Source, split: str, root: Path, download: bool, timeout: float
-) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
-    """uint8 images (N, H, W) and labels (N,) of one split, checked against each other."""
-    image_stem, label_stem = _FILES[split]
-    image_path = _locate(source, root, image_stem, download, timeout)
-    label_path = _locate(source, root, label_stem, download, timeout)
-    images = _read_checked(image_path, IDX_IMAGES, source)
-    labels = _read_checked(label_path, IDX_LABELS, source)
+    source: Source, split: str, data_dir: Any, download: bool, timeout: float
+) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path], dict[str, str]]:
+    """uint8 images (N, H, W) and labels (N,) of one split, checked against each other; the
+    paths; how each file verified."""
+    image_path, label_path = _locate(source, data_dir, _FILES[split], download, timeout)
+    images, image_check = _read_checked(image_path, IDX_IMAGES, source, data_dir)
+    labels, label_check = _read_checked(label_path, IDX_LABELS, source, data_dir)
     if len(images) != len(labels):
         raise DataError(
             f"{source.name}: {image_path} holds {len(images)} images but {label_path} holds "
@@ -189,7 +247,11 @@ def load_idx_pair(
         )
     if labels.size and labels.max() > 9:
         raise DataError(f"{source.name}: {label_path} holds label {labels.max()}, expected 0..9")
-    return images, labels, (image_path, label_path)
+    verified = {
+        str(c.path): (f"verified ({c.how})" if c.verified else f"unverified ({c.how})")
+        for c in (image_check, label_check)
+    }
+    return images, labels, (image_path, label_path), verified
 
 
 def to_dataset(
@@ -237,11 +299,10 @@ def _load(
     timeout: Any,
 ) -> Dataset:
     n, flatten, timeout = image_options(source.name, n, flatten, timeout)
-    root = resolve_data_dir(data_dir)
     # magic 2051 guarantees (N, H, W) uint8 images and 2049 (N,) uint8 labels
-    images, labels, paths = load_idx_pair(source, split, root, download, timeout)
+    images, labels, paths, verified = load_idx_pair(source, split, data_dir, download, timeout)
     images = images[:, None]  # (N, 1, 28, 28): one grey channel
-    meta = {"files": [str(p) for p in paths]}
+    meta = {"files": [str(p) for p in paths], "checks": verified}
     return to_dataset(source.name, images, labels, classes, split, n, flatten, meta)
 
 
@@ -270,3 +331,59 @@ def fashion_mnist(
     *, split: str, seed: int, data_dir: Any, download: bool, flatten: Any, n: Any, timeout: Any
 ) -> Dataset:
     return _load(FASHION_MNIST, FASHION_CLASSES, split, data_dir, download, n, flatten, timeout)
+
+
+# -- the files on this machine (handgrad data list / fetch) ---------------------------------------
+_ALL_STEMS = (*_FILES["train"], *_FILES["test"])
+
+
+def _report(source: Source, stem: str, path: Path | None, data_dir: Any) -> FileReport:
+    if path is None:
+        return FileReport(stem, None, 0, MISSING, "not found")
+    size = path.stat().st_size
+    try:
+        check = check_content(
+            source,
+            stem,
+            path,
+            lambda: _read_bytes(path),
+            data_dir=data_dir,
+            origin=_origin(source, path),
+        )
+    except DataError as err:  # a broken gzip stream or a checksum mismatch
+        return FileReport(stem, path, size, FAILED, str(err))
+    return FileReport(stem, path, size, check.status, check.how)
+
+
+def inventory_idx(source: Source, data_dir: Any = None) -> DataSetReport:
+    """Each of the four IDX files: where it is, its size, whether it verifies."""
+    files = tuple(
+        _report(source, stem, find(source, data_dir, [stem + ".gz", stem]), data_dir)
+        for stem in _ALL_STEMS
+    )
+    return DataSetReport(source.name, files, tuple(search_dirs(source, data_dir)))
+
+
+def fetch_idx(
+    source: Source, data_dir: Any = None, *, timeout: float = DEFAULT_TIMEOUT, progress=None
+) -> DataSetReport:
+    """Download the missing IDX files, then check all four (raising for a failed one)."""
+    _locate(source, data_dir, _ALL_STEMS, True, timeout, progress)
+    report = inventory_idx(source, data_dir)
+    for file in report.files:
+        if file.status == FAILED:
+            raise DataError(file.detail)
+    return report
+
+
+# the lambdas read the module's Source when called, so a replaced MNIST (tests) is used
+register_local(
+    "mnist",
+    lambda data_dir: inventory_idx(MNIST, data_dir),
+    lambda data_dir, **kw: fetch_idx(MNIST, data_dir, **kw),
+)
+register_local(
+    "fashion-mnist",
+    lambda data_dir: inventory_idx(FASHION_MNIST, data_dir),
+    lambda data_dir, **kw: fetch_idx(FASHION_MNIST, data_dir, **kw),
+)
