@@ -28,7 +28,7 @@ from handgrad import viz
 from handgrad.data import DataLoader, load
 from handgrad.experiments.common import make_activation, make_optimizer, split_validation
 from handgrad.experiments.registry import Config, check, register
-from handgrad.nn.batchnorm import _BatchNorm
+from handgrad.nn.module import RemovableHandle
 from handgrad.train import Callback, LambdaCallback, ModelCheckpoint, Run, TrainState, evaluate, fit
 
 __all__ = [
@@ -82,7 +82,10 @@ def bn_mlp(
     return nn.Sequential(*layers)
 
 
-def compare_backward_forms(layer: _BatchNorm, grad_out: np.ndarray) -> tuple[float, float]:
+BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d
+
+
+def compare_backward_forms(layer: BatchNorm, grad_out: np.ndarray) -> tuple[float, float]:
     """Both backward forms of a BatchNorm layer on its last forward and ``grad_out``.
 
     Returns ``(max_abs, max_rel)``: the largest absolute difference between the two input
@@ -109,43 +112,44 @@ def compare_backward_forms(layer: _BatchNorm, grad_out: np.ndarray) -> tuple[flo
 class BackwardFormCheck(Callback):
     """On the first batch of every epoch, compares BatchNorm's two backward forms.
 
-    At the start of an epoch it wraps the ``backward`` of every BatchNorm layer of the model
-    (by an instance attribute, removed after one call): the wrapper calls
-    :func:`compare_backward_forms` on the gradient that reaches the layer, then the layer's
-    own backward. ``epochs``, ``max_abs`` and ``max_rel`` hold, per checked epoch, the largest
-    difference over the layers; they go into checkpoints.
+    At the start of an epoch it puts a backward pre-hook on every BatchNorm layer of the model
+    (removed after one call): the hook calls :func:`compare_backward_forms` on the gradient
+    that reaches the layer, then the layer's own backward runs as usual. ``epochs``,
+    ``max_abs`` and ``max_rel`` hold, per checked epoch, the largest difference over the
+    layers; they go into checkpoints.
     """
 
     def __init__(self) -> None:
         self.epochs: list[int] = []
         self.max_abs: list[float] = []
         self.max_rel: list[float] = []
-        self._layers: list[_BatchNorm] = []
+        self._handles: dict[int, RemovableHandle] = {}
 
     def on_epoch_begin(self, state: TrainState) -> None:
         epoch = state.epoch + 1
-        self._layers = [m for m in state.model.modules() if isinstance(m, _BatchNorm)]
-        if not self._layers:
+        layers = [m for m in state.model.modules() if isinstance(m, BatchNorm)]
+        if not layers:
             return
         self.epochs.append(epoch)
         self.max_abs.append(0.0)
         self.max_rel.append(0.0)
-        for layer in self._layers:
-            layer.__dict__["backward"] = self._wrapper(layer)
+        self._remove_hooks()
+        for layer in layers:
+            self._handles[id(layer)] = layer.register_full_backward_pre_hook(self._compare)
 
-    def _wrapper(self, layer: _BatchNorm) -> Any:
-        def backward(grad_out: np.ndarray) -> np.ndarray:
-            del layer.__dict__["backward"]  # once per epoch
-            max_abs, max_rel = compare_backward_forms(layer, grad_out)
-            self.max_abs[-1] = max(self.max_abs[-1], max_abs)
-            self.max_rel[-1] = max(self.max_rel[-1], max_rel)
-            return layer.backward(grad_out)
+    def _compare(self, layer: BatchNorm, grad_output: tuple[np.ndarray]) -> None:
+        self._handles.pop(id(layer)).remove()  # once per epoch
+        max_abs, max_rel = compare_backward_forms(layer, grad_output[0])
+        self.max_abs[-1] = max(self.max_abs[-1], max_abs)
+        self.max_rel[-1] = max(self.max_rel[-1], max_rel)
 
-        return backward
+    def _remove_hooks(self) -> None:
+        for handle in self._handles.values():
+            handle.remove()
+        self._handles.clear()
 
     def on_train_end(self, state: TrainState) -> None:
-        for layer in self._layers:  # a run stopped before the first backward
-            layer.__dict__.pop("backward", None)
+        self._remove_hooks()  # a run stopped before the first backward
 
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "max_abs": self.max_abs, "max_rel": self.max_rel}
