@@ -3,14 +3,26 @@
 :func:`load_object` imports ``path/to/file.py:Name``; :func:`check_file` builds it with no
 arguments, draws a random float64 input of the given shape and runs :func:`gradcheck`. Every
 failure is one line that says what to fix, for the command line to print.
+
+:func:`check_file_isolated` (what ``handgrad check`` runs) does the same in a child process with
+a time limit, because the user's file is arbitrary code: it may call ``sys.exit`` or
+``os._exit`` on import, raise, crash the interpreter, or never return. Each of these is then a
+failing check with a one-line reason (:class:`CheckFailed`), not a silent exit 0 or a hang.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +32,28 @@ from handgrad._util import as_rng
 from handgrad.check.gradcheck import gradcheck
 from handgrad.check.report import GradcheckReport
 
-__all__ = ["build_object", "check_file", "load_object", "parse_shape"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CheckFailed",
+    "IsolatedCheck",
+    "UserCodeError",
+    "build_object",
+    "check_file",
+    "check_file_isolated",
+    "load_object",
+    "parse_shape",
+]
+
+DEFAULT_TIMEOUT = 300.0  # seconds for the whole isolated check: import, build, gradcheck
+
+
+class UserCodeError(ImportError):
+    """Importing the user's file failed: it raised, or called ``sys.exit``."""
+
+
+class CheckFailed(Exception):
+    """The user's file failed while the check imported or ran it (an exception, ``sys.exit``,
+    a crash, or the time limit): the check fails with this one-line reason."""
 
 
 def _first_line(e: BaseException) -> str:
@@ -81,9 +114,15 @@ def load_object(spec: str) -> Any:
     sys.path.insert(0, folder)
     try:
         mspec.loader.exec_module(mod)
+    except SystemExit as e:  # not an Exception, but as much a failure of the import
+        sys.modules.pop(mod_name, None)
+        raise UserCodeError(
+            f"check: importing '{path_str}' called sys.exit({e.code!r}), so its classes were "
+            'never defined; move that call under `if __name__ == "__main__":`'
+        ) from e
     except Exception as e:
         sys.modules.pop(mod_name, None)
-        raise ImportError(f"check: importing '{path_str}' failed: {_first_line(e)}") from e
+        raise UserCodeError(f"check: importing '{path_str}' failed: {_first_line(e)}") from e
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
@@ -199,6 +238,18 @@ def check_file(
     shape = parse_shape(input_shape, "input_shape")
     name = spec.rpartition(":")[2] if isinstance(spec, str) else str(spec)
     module = build_object(load_object(spec), name)
+    return _check_built(module, shape, target_shape, target_classes, seed, **kw)
+
+
+def _check_built(
+    module: Any,
+    shape: tuple[int, ...],
+    target_shape: str | Sequence[int] | None,
+    target_classes: int | None,
+    seed: int,
+    **kw: Any,
+) -> GradcheckReport:
+    """The gradient check of :func:`check_file` on an object already built."""
     rng = as_rng(seed)
     x = rng.standard_normal(shape)
     target: np.ndarray | None = None
@@ -213,3 +264,211 @@ def check_file(
         target = rng.uniform(0.0, 1.0, size=parse_shape(target_shape, "target_shape"))
     # the same generator goes on to draw R, so R is independent of x
     return gradcheck(module, x, target, seed=rng, **kw)
+
+
+# -- the same check, in a child process ------------------------------------------------------------
+@dataclass(frozen=True)
+class IsolatedCheck:
+    """What :func:`check_file_isolated` returns: the report's verdict and its printed text."""
+
+    passed: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def check_file_isolated(
+    spec: str,
+    input_shape: str | Sequence[int],
+    *,
+    target_shape: str | Sequence[int] | None = None,
+    target_classes: int | None = None,
+    seed: int = 0,
+    eps: float = 1e-6,
+    params: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> IsolatedCheck:
+    """:func:`check_file` in a child Python process that is killed after ``timeout`` seconds.
+
+    The arguments are checked here first, so a mistake in them is a ValueError (or
+    FileNotFoundError / ImportError for a missing file or class), as with :func:`check_file`.
+    Whatever the user's code does then (raises, calls ``sys.exit`` or ``os._exit``, crashes,
+    loops) is a :class:`CheckFailed` with a one-line reason. The child's own output (the
+    user's prints) goes to this process's stdout and stderr.
+    """
+    shape = parse_shape(input_shape, "input_shape")
+    tshape = parse_shape(target_shape, "target_shape") if target_shape is not None else None
+    if target_classes is not None and (
+        isinstance(target_classes, bool) or not isinstance(target_classes, int)
+    ):
+        raise ValueError(f"check: invalid target_classes {target_classes!r}, must be an int")
+    if target_classes is not None and target_classes <= 0:
+        raise ValueError(f"check: invalid target_classes {target_classes!r}, must be > 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"check: invalid seed {seed!r}, must be an int >= 0")
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"check: invalid eps {eps!r}, must be a finite number > 0")
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"check: invalid timeout {timeout!r}, must be a number of seconds > 0")
+    path_str, _ = _split_spec(spec)
+    if not Path(path_str).expanduser().is_file():
+        raise FileNotFoundError(f"check: no such file '{path_str}'")
+    request = {
+        "spec": spec,
+        "input_shape": list(shape),
+        "target_shape": list(tshape) if tshape is not None else None,
+        "target_classes": target_classes,
+        "seed": seed,
+        "eps": eps,
+        "params": dict(params) if params is not None else None,
+    }
+    with tempfile.TemporaryDirectory(prefix="handgrad-check-") as tmp:
+        request_path, result_path = Path(tmp, "request.json"), Path(tmp, "result.json")
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        returncode = _run_child(request_path, result_path, path_str, timeout)
+        try:
+            result = json.loads(result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            result = None
+    if not isinstance(result, dict):
+        if returncode < 0:
+            try:
+                how = f"signal {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"signal {-returncode}"
+            raise CheckFailed(
+                f"check: the process running '{path_str}' was killed by {how} (a crash in the "
+                "file or in a library it calls, or running out of memory)"
+            )
+        raise CheckFailed(
+            f"check: '{path_str}' ended the process (exit status {returncode}) before the check "
+            "finished; does it call os._exit()?"
+        )
+    kind, message = result.get("kind"), str(result.get("message", ""))
+    if kind == "report":
+        return IsolatedCheck(bool(result["passed"]), str(result["text"]))
+    if kind == "failed":
+        raise CheckFailed(message)
+    error = {"FileNotFoundError": FileNotFoundError, "ImportError": ImportError}
+    raise error.get(str(result.get("type")), ValueError)(message)
+
+
+def _run_child(request_path: Path, result_path: Path, path_str: str, timeout: float) -> int:
+    """Start the child on the request; its exit status (negative: killed by a signal)."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder that holds handgrad/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(request_path), str(result_path)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: a timeout ends all it started
+    )
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise CheckFailed(
+            f"check: '{path_str}' did not finish within {timeout:g} s (does it wait for input, "
+            "or loop forever on import or in forward/backward?); allow more with --timeout"
+        ) from None
+    except BaseException:  # Ctrl-C while waiting: do not leave the child running
+        _kill_group(proc)
+        raise
+
+
+_CHILD = "from handgrad.check.loader import _child_main; _child_main()"
+
+
+def _split_spec(spec: Any) -> tuple[str, str]:
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"check: expected 'path/to/file.py:ClassName', got {spec!r}")
+    path_str, _, name = spec.rpartition(":")
+    if not path_str or not name.isidentifier():
+        raise ValueError(f"check: expected 'path/to/file.py:ClassName', got {spec!r}")
+    return path_str, name
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
+def _child_main() -> None:
+    """The child of :func:`check_file_isolated`: run the request, write the result as JSON."""
+    request_path, result_path = sys.argv[1], sys.argv[2]
+    with open(request_path, encoding="utf-8") as f:
+        req = json.load(f)
+    result = _child_run(req)
+    tmp = result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(tmp, result_path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter shutdown: the user's atexit hooks or threads cannot hang it
+
+
+def _child_run(req: dict[str, Any]) -> dict[str, Any]:
+    from handgrad.check._adapter import find_params, plain_arrays
+
+    def usage(e: BaseException) -> dict[str, Any]:
+        return {"kind": "usage", "type": type(e).__name__, "message": str(e)}
+
+    def failed(message: str) -> dict[str, Any]:
+        return {"kind": "failed", "message": message}
+
+    spec = req["spec"]
+    path_str, name = _split_spec(spec)
+    # 1. import: a missing class is the command's mistake; anything the file does is its own
+    try:
+        obj = load_object(spec)
+    except UserCodeError as e:
+        return failed(str(e))
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        return usage(e)
+    except BaseException as e:  # KeyboardInterrupt too: the child was asked to stop
+        return failed(f"check: importing '{path_str}' failed: {_describe(e)}")
+    # 2. build, then the --params names (the command's to get right)
+    try:
+        module = build_object(obj, name)
+    except (TypeError, ValueError) as e:
+        return failed(str(e))
+    except BaseException as e:
+        return failed(f"check: building {name}() failed: {_describe(e)}")
+    params = req["params"]
+    if params is not None:
+        try:
+            find_params(module, params, "check")
+        except (AttributeError, TypeError) as e:
+            arrays = ", ".join(plain_arrays(module)) or "none"
+            return usage(ValueError(f"{e} (in --params); the float arrays of {name}: {arrays}"))
+        except BaseException as e:
+            return failed(f"check: reading the parameters of {name} failed: {_describe(e)}")
+    # 3. the check itself: every error now comes from the user's forward/backward
+    try:
+        report = _check_built(
+            module,
+            tuple(req["input_shape"]),
+            tuple(req["target_shape"]) if req["target_shape"] else None,
+            req["target_classes"],
+            req["seed"],
+            eps=req["eps"],
+            **({"params": params} if params is not None else {}),
+        )
+    except BaseException as e:
+        return failed(f"check: {name} failed while it was checked: {_describe(e)}")
+    return {"kind": "report", "passed": bool(report.passed), "text": str(report)}
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    return _first_line(e)

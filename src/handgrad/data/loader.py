@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._util import RNGLike, as_rng
+from handgrad._util import RNGLike
+from handgrad._validate import check_rng
 from handgrad.data.dataset import Dataset
 
 __all__ = ["DataLoader"]
@@ -70,7 +71,7 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.rng = as_rng(rng)
+        self.rng = check_rng("DataLoader", rng)
 
     def __len__(self) -> int:
         n = len(self.X)

@@ -240,6 +240,13 @@ def load_idx_pair(
     image_path, label_path = _locate(source, data_dir, _FILES[split], download, timeout)
     images, image_check = _read_checked(image_path, IDX_IMAGES, source, data_dir)
     labels, label_check = _read_checked(label_path, IDX_LABELS, source, data_dir)
+    for path, arr, what in ((image_path, images, "images"), (label_path, labels, "labels")):
+        if len(arr) == 0:
+            raise DataError(
+                f"{source.name}: {path} holds no {what} (its header gives the shape "
+                f"{arr.shape}); delete it and run again to download it afresh, or replace it "
+                f"with the original from {_origin(source, path)}"
+            )
     if len(images) != len(labels):
         raise DataError(
             f"{source.name}: {image_path} holds {len(images)} images but {label_path} holds "

@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from handgrad.train.runs import Run, read_run_config
+from handgrad.train.checkpoint import checkpoint_epoch
+from handgrad.train.runs import (
+    CHECKPOINT,
+    Run,
+    open_run_folder,
+    read_run_config,
+    require_run_folder,
+)
 
 __all__ = [
     "Config",
@@ -77,6 +84,12 @@ class Config:
 
     def __post_init__(self) -> None:
         check(self, "seed", self.seed >= 0, ">= 0")
+        # no setting is NaN or infinite (`--set lr=1e400` parses as inf)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            finite = all(math.isfinite(v) for v in values if isinstance(v, float))
+            check(self, f.name, finite, "a finite number")
         # the fields many experiments share are validated once, here, by the table below
         for name, (ok, must) in SHARED_FIELD_RULES.items():
             value = getattr(self, name, None)
@@ -292,9 +305,15 @@ def make_config(experiment: str | Experiment, overrides: Mapping[str, Any] | Non
 
 # -- running -------------------------------------------------------------------------------
 def execute(exp: Experiment, cfg: Any, run: Run) -> dict[str, float]:
-    """Call the experiment's run function and write the run's report; returns its numbers."""
-    results = exp.run(cfg, run)
-    run.write_report(results, description=exp.description)
+    """Call the experiment's run function and write the run's report; returns its numbers.
+
+    The run's folder lock (taken by :func:`prepare` / :func:`prepare_resume`) is released at
+    the end, whether the run succeeds or fails."""
+    try:
+        results = exp.run(cfg, run)
+        run.write_report(results, description=exp.description)
+    finally:
+        run.close()
     return results
 
 
@@ -330,7 +349,9 @@ def start(
 
 
 # settings that may change when a run is resumed: they do not change its numbers (epochs
-# extends the run; the numbers of the epochs already done stay the same)
+# extends the run; the numbers of the epochs already done stay the same). A run cannot be
+# shortened: fewer epochs than its checkpoint holds is refused (equal: the report is rewritten,
+# nothing is trained).
 RESUME_OVERRIDES = ("epochs", "quiet", "data_dir")
 
 
@@ -342,10 +363,12 @@ def prepare_resume(
 ) -> tuple[Experiment, Any, Run]:
     """The experiment, config and Run of the existing run folder ``directory``.
 
-    Only the settings in RESUME_OVERRIDES may change; the rest comes from its config.json.
+    Only the settings in RESUME_OVERRIDES may change; the rest comes from its config.json, and
+    ``epochs`` may not be fewer than the epochs its checkpoint holds. The Run holds the folder's
+    lock (released by :func:`execute`, or ``run.close()``); config.json is rewritten only when
+    the config changes, the previous entry kept in its ``history``.
     """
-    name, saved = read_run_config(directory)
-    exp = get(name)
+    require_run_folder(directory)  # a run folder at all? (before a lock file is made in it)
     overrides = dict(overrides or {})
     bad = [k for k in overrides if k not in RESUME_OVERRIDES]
     if bad:
@@ -353,15 +376,46 @@ def prepare_resume(
             f"--resume: {bad[0]!r} cannot change when a run is resumed; "
             f"only {', '.join(RESUME_OVERRIDES)} can"
         )
-    fields = config_fields(exp.config_cls)
-    unknown = [k for k in saved if k not in fields]
-    if unknown:
-        raise ValueError(f"{Path(directory) / 'config.json'}: unknown config key {unknown[0]!r}")
-    cfg = make_config(exp, {**saved, **overrides})
-    run = Run(directory, exp.name, cfg, resuming=True, quiet=cfg.quiet)
-    if overrides:
-        run.write_config(argv=argv)
+    lock = open_run_folder(directory, argv)
+    try:
+        name, saved = read_run_config(directory)  # again, now that no one else can write it
+        exp = get(name)
+        fields = config_fields(exp.config_cls)
+        unknown = [k for k in saved if k not in fields]
+        if unknown:
+            raise ValueError(
+                f"{Path(directory) / 'config.json'}: unknown config key {unknown[0]!r}"
+            )
+        cfg = make_config(exp, {**saved, **overrides})
+        _check_not_shortened(Path(directory), cfg)
+        run = Run(directory, exp.name, cfg, resuming=True, quiet=cfg.quiet, lock=lock)
+        if _config_changed(cfg, saved):
+            run.write_config(argv=argv)
+    except BaseException:
+        lock.release()
+        raise
     return exp, cfg, run
+
+
+def _check_not_shortened(directory: Path, cfg: Any) -> None:
+    epochs = getattr(cfg, "epochs", None)
+    checkpoint = directory / CHECKPOINT
+    if not isinstance(epochs, int) or not checkpoint.is_file():
+        return
+    done = checkpoint_epoch(checkpoint)
+    if done is not None and epochs < done:
+        raise ValueError(
+            f"--resume: epochs {epochs} is fewer than the {done} epochs {directory} has already "
+            f"trained, and a run cannot be shortened; give --epochs {done} or more "
+            f"(--epochs {done} rewrites the report without training), or start a new run"
+        )
+
+
+def _config_changed(cfg: Any, saved: Mapping[str, Any]) -> bool:
+    import json
+
+    current = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as the lists JSON holds
+    return current != json.loads(json.dumps(dict(saved)))
 
 
 def resume(

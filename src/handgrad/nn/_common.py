@@ -12,20 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.nn.module import Module
+from handgrad.nn.module import Module, check_input
 
 __all__ = ["PARALLEL_MIN_SIZE", "check_grad", "check_nchw", "num_threads", "parallel_for"]
 
 
 # -- shape checks at the boundary of forward and backward --------------------------------------
 def check_nchw(layer: Module, x: Any, channels: int | None) -> np.ndarray:
-    """Validate a forward input: a floating (N, C, H, W) array, with C == channels if given."""
-    x = np.asarray(x)
+    """Validate a forward input: a floating (N, C, H, W) array with N >= 1, with C == channels
+    if given (the dtype rule is the one of every layer, :func:`handgrad.nn.module.check_input`)."""
+    x = check_input(layer, x)
     if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
         expected = f"(N, {channels}, H, W)" if channels is not None else "(N, C, H, W)"
         raise ValueError(f"{layer}: expected input {expected}, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{layer}: expected a floating-point input, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{layer}: expected a batch of at least one image, got input {x.shape}")
     return x
 
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from handgrad._validate import check_choice, check_int, check_range
 from handgrad.nn.module import Module
 
 __all__ = [
@@ -72,7 +73,7 @@ class ReLU(Module):
         return np.maximum(x, self._zeros)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * self._saved(self._mask)
+        return grad_out * self._saved(self._mask, grad_out)
 
 
 class LeakyReLU(Module):
@@ -88,7 +89,8 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        # any finite slope, as torch (a negative one is unusual but a valid function)
+        self.negative_slope = check_range("LeakyReLU", "negative_slope", negative_slope)
         self._mask: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -96,7 +98,8 @@ class LeakyReLU(Module):
         return np.where(self._mask, x, x * self.negative_slope)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return np.where(self._saved(self._mask), grad_out, grad_out * self.negative_slope)
+        mask = self._saved(self._mask, grad_out)
+        return np.where(mask, grad_out, grad_out * self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -122,7 +125,7 @@ class Sigmoid(Module):
         return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        s = self._saved(self._out)
+        s = self._saved(self._out, grad_out)
         # d sigma/dx = sigma (1 - sigma), written from the saved output
         return grad_out * s * (1.0 - s)
 
@@ -147,7 +150,7 @@ class Tanh(Module):
         return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        t = self._saved(self._out)
+        t = self._saved(self._out, grad_out)
         # d tanh(x)/dx = 1 - tanh(x)^2
         return grad_out * (1.0 - t * t)
 
@@ -165,10 +168,8 @@ class Softplus(Module):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        if beta <= 0:
-            raise ValueError(f"Softplus: beta must be > 0, got {beta!r}")
-        self.beta = float(beta)
-        self.threshold = float(threshold)
+        self.beta = check_range("Softplus", "beta", beta, 0.0, low_open=True)
+        self.threshold = check_range("Softplus", "threshold", threshold)
         self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -179,7 +180,7 @@ class Softplus(Module):
         return np.where(bx > self.threshold, x, soft).astype(x.dtype, copy=False)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._saved(self._x)
+        x = self._saved(self._x, grad_out)
         bx = self.beta * x
         # d/dx (1/beta) log(1 + e^{beta x}) = sigmoid(beta x); 1 in the linear region
         return grad_out * np.where(bx > self.threshold, 1.0, sigmoid(bx)).astype(x.dtype)
@@ -206,9 +207,7 @@ class GELU(Module):
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = check_choice("GELU", "approximate", approximate, ("none", "tanh"))
         self._x: np.ndarray | None = None
         self._aux: np.ndarray | None = None
 
@@ -221,7 +220,7 @@ class GELU(Module):
         return x * self._aux
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._saved(self._x)
+        x = self._saved(self._x, grad_out)
         aux = self._aux
         if self.approximate == "tanh":
             inner_dx = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
@@ -248,7 +247,7 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = check_range("ELU", "alpha", alpha)  # any finite alpha, as torch
         self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -257,7 +256,7 @@ class ELU(Module):
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x = self._saved(self._x)
+        x = self._saved(self._x, grad_out)
         return grad_out * np.where(x > 0, 1.0, self.alpha * np.exp(np.minimum(x, 0)))
 
     def extra_repr(self) -> str:
@@ -280,7 +279,7 @@ class Softmax(Module):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = int(dim)
+        self.dim = check_int("Softmax", "dim", dim)
         self._out: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -290,7 +289,7 @@ class Softmax(Module):
         return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        s = self._saved(self._out)
+        s = self._saved(self._out, grad_out)
         # Jacobian diag(s) - s s^T applied to g: s * (g - <g, s>)
         return s * (grad_out - (grad_out * s).sum(axis=self.dim, keepdims=True))
 
@@ -311,7 +310,7 @@ class LogSoftmax(Module):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = int(dim)
+        self.dim = check_int("LogSoftmax", "dim", dim)
         self._out: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -321,7 +320,7 @@ class LogSoftmax(Module):
         return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        out = self._saved(self._out)
+        out = self._saved(self._out, grad_out)
         # d out_i / d x_j = delta_ij - softmax_j
         return grad_out - np.exp(out) * grad_out.sum(axis=self.dim, keepdims=True)
 

@@ -11,8 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._util import as_float_dtype
-from handgrad._validate import check_positive_int
+from handgrad._validate import (
+    check_bool,
+    check_choice,
+    check_float_dtype,
+    check_positive_int,
+    check_range,
+)
 from handgrad.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -37,20 +42,19 @@ class _BatchNorm(Module):
         super().__init__()
         name = type(self).__name__
         self.num_features = check_positive_int(name, "num_features", num_features)
-        if eps <= 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
-        if backward_form not in ("compact", "staged"):
-            raise ValueError(
-                f"{name}: backward_form must be 'compact' or 'staged', got {backward_form!r}"
-            )
-        self.eps = float(eps)
-        self.momentum = momentum
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        self.backward_form = backward_form
-        dtype = as_float_dtype(dtype)
+        self.eps = check_range(name, "eps", eps, 0.0, low_open=True)
+        self.momentum = (
+            None
+            if momentum is None
+            else check_range(name, "momentum", momentum, 0.0, 1.0, what="in [0, 1] or None")
+        )
+        self.affine = check_bool(name, "affine", affine)
+        self.track_running_stats = check_bool(name, "track_running_stats", track_running_stats)
+        bias = check_bool(name, "bias", bias)
+        self.backward_form = check_choice(
+            name, "backward_form", backward_form, ("compact", "staged")
+        )
+        dtype = check_float_dtype(name, dtype)
         C = self.num_features
         if self.affine:
             self.weight = Parameter(np.ones(C, dtype=dtype))

@@ -28,8 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._util import RNGLike, as_float_dtype, as_rng
-from handgrad._validate import IntPair, check_int_pair, check_positive_int
+from handgrad._util import RNGLike
+from handgrad._validate import (
+    IntPair,
+    check_bool,
+    check_float_dtype,
+    check_int_pair,
+    check_positive_int,
+    check_rng,
+)
 from handgrad.nn import init
 from handgrad.nn._common import check_grad, check_nchw, parallel_for
 from handgrad.nn.module import Module, Parameter
@@ -122,8 +129,9 @@ class Conv2d(Module):
             ph, pw = self.padding
             self._pads = (ph, ph, pw, pw)
 
-        dtype = as_float_dtype(dtype)
-        gen = as_rng(rng)
+        bias = check_bool("Conv2d", "bias", bias)
+        dtype = check_float_dtype("Conv2d", dtype)
+        gen = check_rng("Conv2d", rng)
         fan_in = self.in_channels // self.groups * kh * kw
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         self.weight = Parameter(init.kaiming_uniform(shape, fan_in, gen, dtype))

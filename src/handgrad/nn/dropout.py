@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from handgrad._util import RNGLike, as_rng
+from handgrad._util import RNGLike
+from handgrad._validate import check_range, check_rng
 from handgrad.nn.module import Module
 
 __all__ = ["Dropout"]
@@ -26,13 +27,13 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, rng: RNGLike = None) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
-        self.rng = as_rng(rng)
+        self.p = check_range("Dropout", "p", p, 0.0, 1.0, what="a probability in [0, 1]")
+        self.rng = check_rng("Dropout", rng)
         self._mask: np.ndarray | None = None
+        self._shape: tuple[int, ...] = ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self._shape = x.shape
         if not self.training or self.p == 0.0:
             self._mask = np.ones((), dtype=x.dtype)  # identity: gradient passes unchanged
             return x
@@ -44,7 +45,7 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out * self._saved(self._mask)
+        return grad_out * self._saved(self._mask, grad_out, self._shape)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

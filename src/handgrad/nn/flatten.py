@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from handgrad._validate import check_int
 from handgrad.nn.module import Module
 
 __all__ = ["Flatten"]
@@ -24,9 +25,10 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim = int(start_dim)
-        self.end_dim = int(end_dim)
+        self.start_dim = check_int("Flatten", "start_dim", start_dim)
+        self.end_dim = check_int("Flatten", "end_dim", end_dim)
         self._shape: tuple[int, ...] | None = None
+        self._out_shape: tuple[int, ...] = ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         nd = x.ndim
@@ -36,10 +38,13 @@ class Flatten(Module):
             raise ValueError(f"{self}: cannot flatten input of shape {x.shape}")
         self._shape = x.shape
         new_shape = (*x.shape[:start], int(np.prod(x.shape[start : end + 1])), *x.shape[end + 1 :])
+        self._out_shape = new_shape
         return x.reshape(new_shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        return grad_out.reshape(self._saved(self._shape))
+        shape = self._saved(self._shape)
+        self._saved(shape, grad_out, self._out_shape)
+        return grad_out.reshape(shape)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

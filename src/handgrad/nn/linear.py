@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._util import RNGLike, as_float_dtype, as_rng
-from handgrad._validate import check_positive_int
+from handgrad._util import RNGLike
+from handgrad._validate import check_bool, check_float_dtype, check_positive_int, check_rng
 from handgrad.nn import init
 from handgrad.nn.module import Module, Parameter
 
@@ -45,8 +45,9 @@ class Linear(Module):
         super().__init__()
         self.in_features = check_positive_int("Linear", "in_features", in_features)
         self.out_features = check_positive_int("Linear", "out_features", out_features)
-        dtype = as_float_dtype(dtype)
-        gen = as_rng(rng)
+        bias = check_bool("Linear", "bias", bias)
+        dtype = check_float_dtype("Linear", dtype)
+        gen = check_rng("Linear", rng)
         self.weight = Parameter(
             init.kaiming_uniform((out_features, in_features), in_features, gen, dtype)
         )

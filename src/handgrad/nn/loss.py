@@ -7,11 +7,13 @@ over the N samples for the classification losses), ``'sum'`` adds up.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-from handgrad.nn.module import Module
+from handgrad._validate import check_choice
+from handgrad.nn.module import _FLOATS, Module, _ndarray, check_input
 
 __all__ = [
     "BCELoss",
@@ -44,23 +46,43 @@ class Loss(Module):
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(
-                f"{type(self).__name__}: reduction must be 'mean' or 'sum', got {reduction!r}"
-            )
-        self.reduction = reduction
+        self.reduction = check_choice(type(self).__name__, "reduction", reduction, ("mean", "sum"))
         self._grad: np.ndarray | None = None
 
     def forward(self, pred: np.ndarray, target: Any) -> float:
         raise NotImplementedError
 
     def __call__(self, pred: np.ndarray, target: Any) -> float:
+        # the input rule of every layer (handgrad.nn.module.check_input), and a non-empty batch
+        if pred.__class__ is not _ndarray or pred.dtype not in _FLOATS or not pred.size:
+            pred = self._check_prediction(pred)
         return self.forward(pred, target)
+
+    def _check_prediction(self, pred: Any) -> np.ndarray:
+        pred = check_input(self, pred, "prediction")
+        if not isinstance(pred, np.ndarray):
+            raise TypeError(f"{self}: expected a prediction array, got {type(pred).__name__}")
+        if pred.size == 0:
+            hint = (
+                "a loss needs at least one sample: check the batch (a slice past the end of "
+                "the data?)"
+                if pred.ndim == 0 or pred.shape[0] == 0
+                else "a loss needs at least one output per sample: check the model's last layer"
+            )
+            raise ValueError(f"{self}: the prediction is empty (shape {pred.shape}); {hint}")
+        return pred
 
     def backward(self, grad_out: float = 1.0) -> np.ndarray:
         """d loss / d pred, scaled by ``grad_out`` (1 by default)."""
         grad = self._saved(self._grad)
-        return grad if grad_out == 1.0 else grad * grad.dtype.type(grad_out)
+        if grad_out == 1.0:
+            return grad
+        if isinstance(grad_out, (bool, np.bool_)) or not isinstance(grad_out, numbers.Real):
+            raise TypeError(
+                f"{self}: backward(grad_out) takes a number, the gradient flowing into the "
+                f"loss (1 by default), got {grad_out!r}"
+            )
+        return grad * grad.dtype.type(grad_out)
 
     def _reduce(self, per_item: np.ndarray, count: int) -> float:
         total = float(per_item.sum())

@@ -15,15 +15,83 @@ Hooks observe a module without changing it, as PyTorch's do: ``register_forward_
 from __future__ import annotations
 
 import itertools
+import numbers
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from handgrad._util import as_float_dtype
+from handgrad._util import from_torch
+from handgrad._validate import check_float_dtype
 
-__all__ = ["Module", "Parameter", "RemovableHandle", "Sequential"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "Sequential", "check_input"]
+
+# The input rule, one for every layer and loss (Module.__call__ and Loss.__call__ apply it):
+# the first argument must be a floating-point array. A list, a number or a CPU torch tensor is
+# converted with np.asarray first; an array of any other dtype (integer, bool, complex, object,
+# string) is refused with a TypeError naming the layer and the dtype, never cast silently (an
+# integer array through Sigmoid, or as a loss's prediction, would give zeros or zero gradients).
+# A float input wider than the layer's own weights (float64 into float32) is computed, with a
+# warning, once per layer. The test that lets the usual call through is one set lookup.
+_FLOATS = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+_ndarray = np.ndarray  # one lookup fewer on the hot path
+
+
+class _AnyDtype:
+    """The ``_input_dtypes`` of a container: it passes every array on to its children."""
+
+    __slots__ = ()
+
+    def __contains__(self, dtype: object) -> bool:
+        return True
+
+
+_ANY_DTYPE = _AnyDtype()
+
+
+def check_input(module: Any, x: Any, what: str = "input") -> Any:
+    """``x`` as a floating-point array for ``module`` (the input rule above), or a TypeError
+    ``<module>: expected a floating-point input, got dtype int64; ...``.
+
+    A list, a tuple, a number or a CPU torch tensor is converted with ``np.asarray``; anything
+    else (None, a string, a dict) is a TypeError too. A module whose forward takes something
+    other than a float array sets ``float_input = False`` and is not checked.
+    """
+    if not isinstance(x, np.ndarray):
+        x = from_torch(x)
+        if not isinstance(x, (np.ndarray, list, tuple, numbers.Number, np.generic)):
+            raise TypeError(
+                f"{_name(module)}: expected a floating-point array as {what}, got "
+                f"{type(x).__name__}"
+            )
+        try:
+            x = np.asarray(x)
+        except ValueError as e:  # a ragged list
+            raise TypeError(
+                f"{_name(module)}: expected a floating-point array as {what}, got a "
+                f"{type(x).__name__} that is not one ({str(e).splitlines()[0]})"
+            ) from None
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{_name(module)}: expected a floating-point {what}, got dtype {x.dtype}; "
+            "convert it first, e.g. x.astype(np.float32)"
+        )
+    return x
+
+
+def _name(module: Any) -> str:
+    """A module's one-line repr (a container's is many lines: its class name instead)."""
+    return type(module).__name__ if getattr(module, "_modules", None) else repr(module)
+
+
+def _input_dtypes(module: Module) -> frozenset[np.dtype]:
+    """The float dtypes ``module`` takes without a word: all, or none wider than its weights."""
+    widths = [p.data.dtype.itemsize for p in module._parameters.values() if p is not None]
+    if not widths:
+        return _FLOATS
+    return frozenset(dt for dt in _FLOATS if dt.itemsize <= max(widths))
 
 
 class Parameter:
@@ -94,12 +162,16 @@ class Module:
     """
 
     training: bool
+    #: The input rule applies to the first argument of ``module(x)`` (see :func:`check_input`).
+    #: A subclass whose forward takes something else (integer indices, a dict) sets it False.
+    float_input: bool = True
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_input_dtypes", _ANY_DTYPE if not self.float_input else _FLOATS)
         # hooks (None until the first is registered, so __call__ checks one attribute)
         object.__setattr__(self, "_forward_hooks", None)
         object.__setattr__(self, "_backward_hooks", None)
@@ -118,6 +190,8 @@ class Module:
             registry.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
+            if self.float_input:
+                object.__setattr__(self, "_input_dtypes", _input_dtypes(self))
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
@@ -137,12 +211,47 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._forward_hooks is not None:
             return self._forward_hooks.call(args, kwargs)
+        # the input rule: a float array of a dtype this module expects passes on this one test
+        if args and (args[0].__class__ is not _ndarray or args[0].dtype not in self._input_dtypes):
+            args = self._check_args(args)
         return self.forward(*args, **kwargs)
 
-    def _saved(self, value: Any) -> Any:
-        """Return a value saved by forward, or fail clearly if forward has not run."""
+    def _check_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The input rule for ``args[0]`` (:func:`check_input`), and the warning, once per
+        layer, when a float input is wider than the layer's weights."""
+        if not self.float_input:
+            return args
+        x = check_input(self, args[0])
+        if isinstance(x, np.ndarray) and x.dtype not in self._input_dtypes:
+            weights = max(
+                (p.data.dtype for p in self._parameters.values() if p is not None),
+                key=lambda dt: dt.itemsize,
+                default=None,
+            )
+            if weights is not None and x.dtype.itemsize > weights.itemsize:
+                warnings.warn(
+                    f"{_name(self)}: {x.dtype} input meets {weights} weights, so the result "
+                    f"has only {weights} precision; convert the model with .to(np.{x.dtype}) "
+                    f"or the input with x.astype(np.{weights}) (shown once per layer)",
+                    stacklevel=3,
+                )
+            object.__setattr__(self, "_input_dtypes", self._input_dtypes | {x.dtype})
+        return (x, *args[1:])
+
+    def _saved(self, value: Any, grad_out: Any = None, shape: Any = None) -> Any:
+        """Return a value saved by forward, or fail clearly if forward has not run.
+
+        Given ``grad_out``, also check that it has the forward output's shape: ``shape``, or by
+        default the saved value's own (an element-wise layer saves an array of that shape).
+        """
         if value is None:
             raise RuntimeError(f"{self}: backward() called before forward()")
+        if grad_out is not None:
+            expected = value.shape if shape is None else shape
+            got = getattr(grad_out, "shape", None)
+            if got != expected:
+                shown = got if got is not None else type(grad_out).__name__
+                raise ValueError(f"{self}: expected grad_out {expected}, got {shown}")
         return value
 
     # -- hooks ----------------------------------------------------------------------------
@@ -269,7 +378,8 @@ class Module:
         """Load arrays (NumPy, or anything ``np.asarray`` takes, e.g. CPU torch tensors).
 
         Values are cast to the dtype of the parameter they replace. With ``strict=True`` missing
-        or unexpected keys are an error, listing them.
+        or unexpected keys are an error, listing them. Every value is checked (keys, shapes,
+        numeric dtypes) before any is copied, so after an error the module is unchanged.
         """
         targets: dict[str, tuple[Module, str, bool]] = {}
         for mod_name, mod in self.named_modules():
@@ -279,6 +389,11 @@ class Module:
             for name, b in mod._buffers.items():
                 if b is not None:
                     targets[pre + name] = (mod, name, False)
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict: expected a mapping of names to arrays "
+                f"(a state dict), got {type(state_dict).__name__}"
+            )
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
@@ -286,33 +401,42 @@ class Module:
                 f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
             )
+        # all checks first, then all copies (which cannot fail): atomic, as a whole
+        staged: list[tuple[Module, str, bool, np.ndarray]] = []
         for key, value in state_dict.items():
             if key not in targets:
                 continue
             mod, name, is_param = targets[key]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            arr = np.asarray(value)
+            arr = np.asarray(from_torch(value))
             current = mod._parameters[name].data if is_param else mod._buffers[name]
             if arr.shape != current.shape:
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: '{key}' expects shape "
                     f"{current.shape}, got {arr.shape}"
                 )
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"{type(self).__name__}.load_state_dict: '{key}' must hold real numbers, "
+                    f"got dtype {arr.dtype}"
+                )
+            staged.append((mod, name, is_param, arr))
+        for mod, name, is_param, arr in staged:
             if is_param:
                 np.copyto(mod._parameters[name].data, arr, casting="unsafe")
             else:
-                mod.register_buffer(name, arr.astype(current.dtype, copy=True))
+                mod.register_buffer(name, arr.astype(mod._buffers[name].dtype, copy=True))
 
     def to(self, dtype: Any) -> Module:
         """Convert every floating parameter and buffer to ``dtype`` (in place); returns self."""
-        dtype = as_float_dtype(dtype)
+        dtype = check_float_dtype(f"{type(self).__name__}.to", dtype)
         for m in self.modules():
             for p in m._parameters.values():
                 p.astype(dtype)
             for name, b in list(m._buffers.items()):
                 if b is not None and np.issubdtype(b.dtype, np.floating):
                     m.register_buffer(name, b.astype(dtype))
+            if m.float_input:
+                object.__setattr__(m, "_input_dtypes", _input_dtypes(m))
             m._on_dtype_change(dtype)
         return self
 
@@ -358,6 +482,8 @@ class Sequential(Module):
         >>> model[0]
         Linear(in_features=4, out_features=8, bias=True)
     """
+
+    float_input = False  # the input rule is its first layer's to apply, naming that layer
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
@@ -481,6 +607,10 @@ class _ForwardHooks(_Hooks):
             result = hook(module, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
+        if args and (
+            args[0].__class__ is not _ndarray or args[0].dtype not in module._input_dtypes
+        ):
+            args = module._check_args(args)
         output = module.forward(*args, **kwargs)
         for hook in tuple(self.post.values()) if self.post else ():
             result = hook(module, args, output)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from handgrad._validate import check_int
 from handgrad.nn.module import Module
 
 __all__ = ["LOG_FLOOR", "LogSumNormalize", "SumNormalize"]
@@ -53,7 +54,7 @@ class SumNormalize(Module):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = int(dim)
+        self.dim = check_int(type(self).__name__, "dim", dim)
         self._out: np.ndarray | None = None
         self._sum: np.ndarray | None = None
 
@@ -63,7 +64,7 @@ class SumNormalize(Module):
         return self._out
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        p, s = self._saved(self._out), self._saved(self._sum)
+        p, s = self._saved(self._out, grad_out), self._saved(self._sum)
         # d p_j / d x_i = (delta_ij - p_j) / S, so grad_in_i = (g_i - <g, p>) / S
         return (grad_out - (grad_out * p).sum(axis=self.dim, keepdims=True)) / s
 
@@ -92,7 +93,7 @@ class LogSumNormalize(Module):
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
-        self.dim = int(dim)
+        self.dim = check_int(type(self).__name__, "dim", dim)
         self._x: np.ndarray | None = None
         self._sum: np.ndarray | None = None
         self._live: np.ndarray | None = None
@@ -106,7 +107,8 @@ class LogSumNormalize(Module):
         return np.maximum(log_x, x.dtype.type(LOG_FLOOR)) - np.log(s)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        x, s, live = self._saved(self._x), self._saved(self._sum), self._saved(self._live)
+        x, s = self._saved(self._x, grad_out), self._saved(self._sum)
+        live = self._saved(self._live)
         # d/dx_i (log x_j - log S) = delta_ij / x_i - 1 / S
         safe = np.where(live, x, x.dtype.type(1))  # no division by 0 where the log was clamped
         own = np.where(live, grad_out / safe, grad_out.dtype.type(0))

@@ -233,6 +233,11 @@ class Optimizer:
         and cast to their parameter's dtype; torch tensors are converted to NumPy.
         """
         name = type(self).__name__
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"{name}.load_state_dict: expected a mapping with 'state' and 'param_groups' "
+                f"(from state_dict()), got {type(state_dict).__name__}"
+            )
         if "state" not in state_dict or "param_groups" not in state_dict:
             raise KeyError(f"{name}.load_state_dict: expected keys 'state' and 'param_groups'")
         saved_groups = list(state_dict["param_groups"])

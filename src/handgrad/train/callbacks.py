@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from handgrad._atomic import append_text, write_text
+from handgrad.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    non_finite_arrays,
+    save_checkpoint,
+)
 
 __all__ = [
     "Callback",
@@ -187,7 +193,8 @@ class MetricsLogger(Callback):
 
     At the start of training the file is rewritten from the history so far, so after a resume
     it holds exactly the epochs the checkpoint holds (lines written after the checkpoint by a
-    killed process are dropped).
+    killed process are dropped). That rewrite makes a new file and renames it into place; the
+    lines after it are appended to that file, never through a symbolic link.
     """
 
     order = 50
@@ -196,16 +203,10 @@ class MetricsLogger(Callback):
         self.path = Path(path)
 
     def on_train_begin(self, state: TrainState) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for entry in state.history:
-                f.write(json.dumps(entry) + "\n")
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(entry) + "\n" for entry in state.history))
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(logs) + "\n")
-            f.flush()
+        append_text(self.path, json.dumps(logs) + "\n")
 
 
 class ModelCheckpoint(Callback):
@@ -296,6 +297,15 @@ def restore_training_state(state: TrainState, source: str | os.PathLike | dict[s
     callbacks and ``state``. Raises CheckpointError if it does not fit them."""
     ckpt = load_checkpoint(source) if not isinstance(source, dict) else source
     where = source if not isinstance(source, dict) else "the checkpoint"
+    # NaN or inf in the weights or the optimizer's state would only resume into "training
+    # diverged": refuse the checkpoint instead, naming the tensor, before anything is loaded
+    for part in ("model", "optimizer"):
+        for name, nan, inf in non_finite_arrays(ckpt.get(part, {})):
+            raise CheckpointError(
+                f"{where}: {part} tensor '{name}' holds non-finite values ({nan} NaN, {inf} inf); "
+                "training cannot continue from it. Resume from an earlier copy of the "
+                "checkpoint, or start a new run"
+            )
     try:
         state.model.load_state_dict(ckpt["model"])
         if hasattr(state.optimizer, "load_state_dict"):

@@ -7,9 +7,10 @@ NumPy arrays. Arrays are stored as ``.npy`` members named after their place in t
 in the string member ``__meta__`` that points at the arrays. ``np.load(path, allow_pickle=False)``
 reads the file, so loading a checkpoint never runs code.
 
-The file is written to a temporary name in the same folder, flushed to disk, and renamed over the
-old one (``os.replace`` is atomic), so a process killed while saving leaves the previous
-checkpoint intact.
+The file is written to a new temporary file in the same folder (``.checkpoint.npz.tmp<pid>``,
+never through a link), flushed to disk, and renamed over the old one (``os.replace`` is atomic),
+so a process killed while saving leaves the previous checkpoint intact; a run removes such
+leftover temporary files when it next opens its folder.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+from handgrad._atomic import atomic_write
+
+__all__ = [
+    "CheckpointError",
+    "checkpoint_epoch",
+    "load_checkpoint",
+    "non_finite_arrays",
+    "save_checkpoint",
+]
 
 FORMAT = "handgrad-checkpoint"
 VERSION = 1
@@ -104,26 +113,13 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     meta = {"format": FORMAT, "version": VERSION, "state": _encode(dict(state), "", arrays)}
     payload = {_META: np.array(json.dumps(meta))}
     payload.update(arrays)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path, "wb", fsync=True) as f:
+        np.savez(f, **payload)
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; returns the state mapping.
-
-    Raises FileNotFoundError if there is no file, and CheckpointError (a ValueError) with a
-    one-line reason if the file is not a readable handgrad checkpoint.
-    """
-    path = Path(path)
+def _read(path: Path, what: Any) -> Any:
+    """``what(npz)`` on the opened checkpoint file, with every failure as a CheckpointError."""
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -135,15 +131,57 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 raise CheckpointError("the __meta__ member is not a handgrad header")
             if meta.get("version") != VERSION:
                 raise CheckpointError(f"format version {meta.get('version')!r} is not {VERSION}")
-            arrays = {k: npz[k] for k in npz.files if k != _META}
-        state = _decode(meta["state"], arrays)
+            return what(npz, meta)
     except CheckpointError as e:
         raise CheckpointError(f"{path} is not a valid handgrad checkpoint: {e}") from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(
             f"{path} is not a valid handgrad checkpoint (corrupt or truncated): {reason}"
         ) from None
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The ``epoch`` a training checkpoint holds (None if it has none), read from its header
+    alone: no array is loaded. Raises as :func:`load_checkpoint`."""
+
+    def epoch(npz: Any, meta: dict[str, Any]) -> int | None:
+        state = meta.get("state")
+        value = state.get("epoch") if isinstance(state, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return _read(Path(path), epoch)
+
+
+def non_finite_arrays(state: Any, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+    """``(name, NaN count, inf count)`` for each floating array in ``state`` (nested dicts,
+    lists, tuples) that holds NaN or inf; names are the dotted/slashed places in ``state``."""
+    if isinstance(state, np.ndarray) or isinstance(state, np.floating):
+        arr = np.asarray(state)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            nan = int(np.isnan(arr).sum())
+            yield prefix, nan, int(arr.size - np.isfinite(arr).sum() - nan)
+    elif isinstance(state, Mapping):
+        for k, v in state.items():
+            yield from non_finite_arrays(v, f"{prefix}/{k}" if prefix else str(k))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from non_finite_arrays(v, f"{prefix}/{i}" if prefix else str(i))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; returns the state mapping.
+
+    Raises FileNotFoundError if there is no file, and CheckpointError (a ValueError) with a
+    one-line reason if the file is not a readable handgrad checkpoint.
+    """
+    path = Path(path)
+
+    def state_of(npz: Any, meta: dict[str, Any]) -> Any:
+        arrays = {k: npz[k] for k in npz.files if k != _META}
+        return _decode(meta["state"], arrays)
+
+    state = _read(path, state_of)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a valid handgrad checkpoint: state is not a dict")
     return state
