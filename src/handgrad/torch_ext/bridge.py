@@ -21,7 +21,7 @@ import handgrad.nn as hnn
 from handgrad._util import RNGLike, as_rng
 from handgrad.torch_ext import modules as hand
 
-__all__ = ["from_torch", "supported_layers", "to_torch"]
+__all__ = ["from_torch", "supported_layers", "to_torch", "torch_constructor"]
 
 
 @dataclass(frozen=True)
@@ -202,22 +202,17 @@ def _to_torch(layer: Any, path: str, functions: bool) -> torch.nn.Module:
             out.add_module(name, _to_torch(child, f"{path}.{name}" if path else name, functions))
         out.training = layer.training  # set on the container only: children keep their own
         return out
+    name, kwargs = torch_constructor(layer, path)
     rule = _lookup(layer, _handgrad_table())
-    if rule is None:
-        raise _unsupported("to_torch", layer, path)
-    cls = getattr(torch.nn, rule.name)
-    if functions and rule.name != "Identity":
-        cls = getattr(hand, rule.name, None)
+    assert rule is not None  # torch_constructor raised otherwise
+    cls = getattr(torch.nn, name)
+    if functions and name != "Identity":
+        cls = getattr(hand, name, None)
         if cls is None:
             raise TypeError(
-                f"to_torch(functions=True): {rule.name} at '{path or '<root>'}' has no "
+                f"to_torch(functions=True): {name} at '{path or '<root>'}' has no "
                 "hand-written Function; use functions=False"
             )
-    kwargs = {a: getattr(layer, a) for a in rule.attrs}
-    if rule.has_bias_flag:
-        kwargs["bias"] = getattr(layer, "bias", None) is not None
-        if rule.name.startswith("BatchNorm") and not layer.affine:
-            kwargs.pop("bias")  # torch ignores bias when affine=False; keep the default
     dtype = _state_dtype(layer, path, "to_torch") if rule.has_state else None
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype)
@@ -226,6 +221,31 @@ def _to_torch(layer: Any, path: str, functions: bool) -> torch.nn.Module:
         _copy_into_torch(layer, out, path)
     out.train(layer.training)
     return out
+
+
+def torch_constructor(
+    layer: Any, path: str = "", direction: str = "to_torch"
+) -> tuple[str, dict[str, Any]]:
+    """The ``torch.nn`` class name and constructor keywords of one handgrad layer (not a
+    ``Sequential``): what :func:`to_torch` builds, less ``dtype``.
+
+    Raises:
+        TypeError: ``"<direction>: unsupported layer <Name> at '<path>'; supported: ..."``.
+
+    Examples:
+        >>> import handgrad.nn as hnn
+        >>> torch_constructor(hnn.Linear(3, 2, bias=False))
+        ('Linear', {'in_features': 3, 'out_features': 2, 'bias': False})
+    """
+    rule = _lookup(layer, _handgrad_table())
+    if rule is None:
+        raise _unsupported(direction, layer, path)
+    kwargs = {a: getattr(layer, a) for a in rule.attrs}
+    if rule.has_bias_flag:
+        kwargs["bias"] = getattr(layer, "bias", None) is not None
+        if rule.name.startswith("BatchNorm") and not layer.affine:
+            kwargs.pop("bias")  # torch ignores bias when affine=False; keep the default
+    return rule.name, kwargs
 
 
 def _copy_into_torch(layer: Any, tmod: torch.nn.Module, path: str) -> None:
