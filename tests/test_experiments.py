@@ -133,7 +133,7 @@ def test_builtin_experiments_are_registered():
         assert exp.description and "\n" not in exp.description
 
 
-SHARED_ROOMS = {"registry", "common", "classifier"}
+SHARED_ROOMS = {"registry", "common", "classifier", "api"}
 
 
 def test_every_experiment_module_is_found_and_none_imports_another():
@@ -276,6 +276,49 @@ def test_boundary_on_k_classes_and_two(tmp_path, overrides, chance):
     check_run(run, results, ["loss", "probability_map", "snapshots"])
     assert results["classes"] == overrides.get("classes", 2)
     assert results["test_accuracy"] >= chance + 0.4
+
+
+def _blobs_csv(path: Path, names: tuple[str, ...], n: int = 90) -> Path:
+    """A CSV of ``len(names)`` separated blobs with string labels, in random order."""
+    rng = np.random.default_rng(1)
+    label = rng.integers(0, len(names), n)
+    angle = 2 * np.pi * label / len(names)
+    xy = np.stack([np.cos(angle), np.sin(angle)], 1) * 0.7 + rng.normal(0, 0.15, (n, 2))
+    rows = [f"{a:.5f},{b:.5f},{names[c]}" for (a, b), c in zip(xy, label, strict=True)]
+    path.write_text("x1,x2,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_boundary_trains_on_a_csv_of_points(tmp_path):
+    data = _blobs_csv(tmp_path / "points.csv", ("red", "green", "blue"))
+    common = {"data": str(data), "resolution": 16, "snapshots": (2,), "quiet": True}
+    overrides = {"hidden": (8,), "epochs": 40, "lr": 0.05, "train_ratio": 0.8, **common}
+    run, results = start("boundary", overrides, out=tmp_path / "runs")
+    check_run(run, results, ["loss", "probability_map", "snapshots"])
+    assert results["classes"] == 3 and results["test_accuracy"] >= 0.9  # chance: 1/3
+    # every point trains without a ratio; two classes with one sigmoid output and features
+    two = _blobs_csv(tmp_path / "two.csv", ("no", "yes"))
+    overrides = {
+        **common,
+        **{"data": str(two), "output": "sigmoid", "features": ("x1", "x1x2"), "hidden": (4,)},
+        **{"regularization": "l2", "reg_rate": 0.001, "epochs": 30},
+    }
+    run, results = start("boundary", overrides, out=tmp_path / "runs")
+    assert "test_loss" not in results and results["train_accuracy"] >= 0.9
+    with pytest.raises(ValueError, match="output='sigmoid' needs 2 classes, the data has 3"):
+        start("boundary", {**common, "output": "sigmoid", "epochs": 1}, out=tmp_path / "runs")
+    with pytest.raises(ValueError, match="invalid features"):
+        make_config("boundary", {"features": "x1,x3"})
+    with pytest.raises(ValueError, match="invalid train_ratio"):
+        make_config("boundary", {"train_ratio": "1.0"})  # a drawn set needs a test split
+
+
+def test_boundary_defaults_keep_their_numbers(tmp_path):
+    """The fields the playground needs changed nothing of a default run (measured before)."""
+    common = {"n": 128, "resolution": 12, "snapshots": (2,), "quiet": True, "epochs": 5}
+    _, results = start("boundary", {**common, "dataset": "gaussians", "classes": 3}, out=tmp_path)
+    assert results["train_loss"] == pytest.approx(0.2392292469739914, rel=1e-5)
+    assert results["test_loss"] == pytest.approx(0.2428702414035797, rel=1e-5)
 
 
 def test_synth_learns_the_quadratic_rule(tmp_path):

@@ -6,13 +6,16 @@ browser by tests/e2e/test_playground_browser.py.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 import re
+import shlex
 import socket
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -270,3 +273,92 @@ def test_url_names_a_reachable_address():
     assert pg._url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
     assert pg._url("0.0.0.0", 8001) == "http://127.0.0.1:8001/"
     assert pg._url("::1", 8002) == "http://[::1]:8002/"
+
+
+# -- the second half: uploads, the backward pass, reproduce, downloads, the URL ------------------
+@pytest.fixture
+def work_client(tmp_path):
+    with TestClient(pg.create_app(workdir=tmp_path / "work")) as c:
+        yield c
+
+
+def receive(ws) -> dict:
+    return json.loads(ws.receive_text())
+
+
+def test_hello_with_a_url_query_and_the_downloads(work_client):
+    with work_client.websocket_connect("/ws") as ws:
+        frame = send(ws, {"type": "hello", "query": "?hidden=3&features=x1,x2,x1x2"})
+        assert frame["layers"] == [3, 3, 1] and frame["query"] == "features=x1,x2,x1x2&hidden=3"
+        sid = frame["session_id"]
+        assert frame["downloads"]["weights"] == f"/download/{sid}/weights.npz"
+        assert frame["downloads"]["points"] == f"/download/{sid}/points.csv"
+        send(ws, {"type": "step"})
+        response = work_client.get(frame["downloads"]["weights"])
+        assert response.status_code == 200
+        assert response.headers["content-disposition"] == (
+            'attachment; filename="handgrad-playground-weights.npz"'
+        )
+        assert response.content[:2] == b"PK"  # an .npz is a zip file
+        points = work_client.get(frame["downloads"]["points"])
+        assert points.text.startswith("x1,x2,label\n") and points.text.count("\n") == 501
+        if frame["downloads"]["torch_py"] is not None:
+            assert "torch.nn.Sequential(" in work_client.get(frame["downloads"]["torch_py"]).text
+            assert work_client.get(frame["downloads"]["torch_state"]).status_code == 200
+        # refused: an unknown file, an unknown session, anything that looks like a path
+        for url in (
+            f"/download/{sid}/secret.txt",
+            f"/download/{sid}/..%2F..%2Fpyproject.toml",
+            f"/download/{sid}/../../pyproject.toml",
+            "/download/nobody/weights.npz",
+            f"/download/{sid}/weights.npz/x",
+        ):
+            assert work_client.get(url).status_code == 404, url
+        replies = [send(ws, {"type": "hello", "query": "lr=0"}), receive(ws)]
+        assert [r["type"] for r in replies] == ["frame", "error"]
+    # the session (and its downloads) go with the page
+    deadline = time.monotonic() + 5
+    while work_client.get("/healthz").json()["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert work_client.get(f"/download/{sid}/weights.npz").status_code == 404
+
+
+def test_a_csv_upload_over_the_socket(work_client):
+    rows = "".join(f"{i % 97 / 97:.6f},{i % 89 / 89:.6f},{'abc'[i % 3]}\n" for i in range(4000))
+    encoded = base64.b64encode(("x1,x2,label\n" + rows).encode()).decode()
+    assert len(encoded) > pg.MAX_MESSAGE_CHARS  # only an upload may be this long
+    with work_client.websocket_connect("/ws") as ws:
+        frame = send(ws, {"type": "load_csv", "name": "big.csv", "base64": encoded})
+        assert frame["type"] == "frame" and frame["settings"]["classes"] == 3
+        assert len(frame["points"]["train"]) + len(frame["points"]["test"]) == 4000
+        bad = base64.b64encode(b"1,2,a\n1,2\n").decode()
+        reply = send(ws, {"type": "load_csv", "name": "bad.csv", "base64": bad})
+        assert reply == {"type": "error", "message": "bad.csv line 2: expected 3 columns "
+                         "(x1,x2,label), got 2"}  # fmt: skip
+        long = json.dumps({"type": "set", "settings": {"x": "y" * pg.MAX_MESSAGE_CHARS}})
+        assert "at most 65536" in send(ws, long)["message"]
+        frame = send(ws, {"type": "add_point", "x1": 0.5, "x2": 0.5, "label": 2})
+        assert len(frame["points"]["train"]) + len(frame["points"]["test"]) == 4001
+
+
+def test_explain_gradcheck_and_reproduce_over_the_socket(work_client, tmp_path):
+    with work_client.websocket_connect("/ws") as ws:
+        frame = send(ws, {"type": "hello", "settings": {"dataset": "custom", "classes": 2}})
+        assert len(frame["points"]["train"]) == 250  # the circle shown, now your own points
+        assert send(ws, {"type": "clear_points"})["points"] == {"train": [], "test": []}
+        for i in range(8):
+            send(ws, {"type": "add_point", "x1": i / 8, "x2": 0.3, "label": i % 2})
+        send(ws, {"type": "step"})
+        frame = send(ws, {"type": "explain_step", "point": 1})
+        table = receive(ws)
+        assert frame["type"] == "frame" and table["type"] == "explain"
+        assert table["indices"] == [1] and len(table["backward"]) == 3
+        check = send(ws, {"type": "gradcheck"})
+        assert check["type"] == "gradcheck" and check["status"] == "PASSED"
+        reply = send(ws, {"type": "reproduce"})
+        assert reply["type"] == "reproduce" and not reply["exact"]  # a step was explained
+        path = Path(reply["csv"])
+        assert path.parent == (tmp_path / "work").resolve() and path.is_file()
+        assert shlex.split(reply["command"]) == reply["argv"]
+        error = send(ws, {"type": "explain_step", "point": 99})
+        assert error["type"] == "error" and "point" in error["message"]

@@ -13,9 +13,12 @@ dedicated machine.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +26,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urljoin
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +56,9 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    """`serve(port=0)` in a subprocess; yields the URL it printed."""
+def server_url(tmp_path_factory):
+    """`serve(port=0)` in a subprocess, in a folder of its own (where "reproduce" writes drawn
+    points); yields the URL it printed."""
     pytest.importorskip("uvicorn", reason="the playground extra (uvicorn) is not installed")
     pytest.importorskip("starlette", reason="the playground extra (starlette) is not installed")
     code = "from handgrad.playground.server import serve; serve(port=0, open_browser=False)"
@@ -61,7 +67,7 @@ def server_url():
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path_factory.mktemp("playground-server"),
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
@@ -346,3 +352,392 @@ def test_screenshot(page, tmp_path):
         target = ROOT / "docs" / "img" / "playground.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+
+
+# ---------------------------------------------------------------------------- issue 12
+
+
+def click_plane(page, x1: float, x2: float, *, shift: bool = False) -> None:
+    """Click the decision plane at the data point (x1, x2)."""
+    px, py = page.evaluate(
+        """([x1, x2]) => { const P = window.playground.view.plot, [a, b, c, d] = P.extent;
+            return [P.x + (x1 - a) / (b - a) * P.w, P.y + (d - x2) / (d - c) * P.h]; }""",
+        [x1, x2],
+    )
+    page.locator("#decision").click(
+        position={"x": px, "y": py}, modifiers=["Shift"] if shift else []
+    )
+
+
+def n_points(page) -> int:
+    return page.evaluate(
+        "() => { const p = window.playground.view.points; return p.train.length + p.test.length; }"
+    )
+
+
+def test_draw_three_classes_by_clicking_and_train_on_them(page):
+    page.click("#clear-points")
+    wait_frame(page, "f.settings.dataset === 'custom'")
+    page.wait_for_function("() => window.playground.view.points.train.length === 0")
+    centres = [(-0.6, -0.5), (0.6, -0.5), (0.0, 0.6)]
+    drawn = 0
+    for label, (cx, cy) in enumerate(centres):
+        page.click(f"#draw-class-{label}")
+        for j in range(7 if label < 2 else 6):
+            angle = 2.4 * j
+            click_plane(page, cx + 0.15 * math.cos(angle), cy + 0.15 * math.sin(angle))
+            drawn += 1
+            page.wait_for_function(
+                "n => { const p = window.playground.view.points;"
+                " return p.train.length + p.test.length === n; }",
+                arg=drawn,
+            )
+    assert frame(page, "f.settings.classes") == 3  # the first point of class 2 added the class
+    labels = page.evaluate(
+        "() => { const p = window.playground.view.points; return p.train.concat(p.test)"
+        ".map(q => q[2]); }"
+    )
+    assert sorted(labels) == [0] * 7 + [1] * 7 + [2] * 6
+
+    page.select_option("#optimizer", "adam")
+    page.fill("#lr", "0.1")
+    page.press("#lr", "Enter")
+    wait_frame(page, "f.settings.optimizer === 'adam' && f.settings.lr === 0.1")
+    set_range(page, "#speed", 20)
+    wait_frame(page, "f.settings.speed === 20")
+    page.click("#play")
+    wait_frame(page, "f.epoch >= 30 && f.train_accuracy > 0.9 && f.test_accuracy > 0.9")
+    # the network keeps training while you draw: a point more, a shift-click less
+    epoch = frame(page, "f.epoch")
+    page.click("#draw-class-1")
+    click_plane(page, 0.6, -0.5)
+    page.wait_for_function("() => { const p = window.playground.view.points;"
+                           " return p.train.length + p.test.length === 21; }")  # fmt: skip
+    click_plane(page, 0.6, -0.5, shift=True)
+    page.wait_for_function("() => { const p = window.playground.view.points;"
+                           " return p.train.length + p.test.length === 20; }")  # fmt: skip
+    wait_frame(page, f"f.playing && f.epoch > {epoch}")
+    page.click("#play")
+    wait_frame(page, "!f.playing")
+    assert frame(page, "f.train_accuracy") > 0.9 and frame(page, "f.test_accuracy") > 0.9
+
+
+CSV = (
+    b"x1,x2,label\n-0.5,-0.5,cat\n0.5,0.5,dog\n-0.5,0.5,bird\n"
+    b"0.5,-0.5,cat\n0.1,0.1,dog\n0.2,-0.7,bird\n"
+)
+
+
+def test_csv_upload_a_malformed_file_and_the_download(page):
+    page.set_input_files("#csv-file", {"name": "pets.csv", "mimeType": "text/csv", "buffer": CSV})
+    wait_frame(page, "f.settings.dataset === 'custom' && f.settings.classes === 3")
+    page.wait_for_function("() => window.playground.view.points.train.length"
+                           " + window.playground.view.points.test.length === 6")  # fmt: skip
+    assert frame(page, "f.class_names") == ["cat", "dog", "bird"]
+    assert page.get_attribute("#draw-class-2", "title") == "draw class 2 ('bird')"
+    before = frame(page, "window.playground.view.points")
+
+    bad = CSV + b"0.3\n"  # line 8: one column
+    page.set_input_files("#csv-file", {"name": "bad.csv", "mimeType": "text/csv", "buffer": bad})
+    page.wait_for_selector("#error", state="visible")
+    text = page.text_content("#error-text")
+    assert "line 8" in text and "3 columns" in text, text
+    assert frame(page, "window.playground.view.points") == before  # nothing was lost
+    bad = b"x1,x2,label\n1,abc,0\n"  # line 2: x2 is not a number
+    page.set_input_files("#csv-file", {"name": "bad.csv", "mimeType": "text/csv", "buffer": bad})
+    page.wait_for_function(
+        "() => document.getElementById('error-text').textContent.includes('line 2')"
+    )
+    assert frame(page, "window.playground.view.points") == before
+
+    big = b"0,0,0\n" * 400_000  # 2.4 MB: refused before it is sent
+    page.set_input_files("#csv-file", {"name": "big.csv", "mimeType": "text/csv", "buffer": big})
+    page.wait_for_function("() => document.getElementById('error-text').textContent"
+                           " === 'big.csv: 2400000 bytes; at most 2 MiB'")  # fmt: skip
+    assert frame(page, "window.playground.view.points") == before
+
+    # the download is the same CSV back (labels by name, train then test in list order)
+    href = page.get_attribute("#download-csv", "href")
+    body = page.request.get(urljoin(page.url, href)).text()
+    rows = [line.split(",") for line in body.strip().splitlines()]
+    assert rows[0] == ["x1", "x2", "label"]
+    sent = [line.split(",") for line in CSV.decode().strip().splitlines()[1:]]
+    assert sorted((float(a), float(b), c) for a, b, c in rows[1:]) == sorted(
+        (float(a), float(b), c) for a, b, c in sent
+    )
+
+
+def edge_colour_counts(page) -> list[int]:
+    """Pixels of the network drawing in the weights' colours and in the gradients' colours."""
+    return page.eval_on_selector(
+        "#network",
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const near = (k, rgb) => Math.abs(d[k] - rgb[0]) + Math.abs(d[k + 1] - rgb[1])
+                                   + Math.abs(d[k + 2] - rgb[2]) < 40;
+            let weights = 0, grads = 0;
+            for (let k = 0; k < d.length; k += 4) {
+                if (near(k, [192, 48, 107]) || near(k, [47, 158, 110])) grads++;
+                if (near(k, [8, 119, 189]) || near(k, [245, 147, 34])) weights++;
+            }
+            return [weights, grads];
+        }""",
+    )
+
+
+def test_gradients_view_redraws_the_edges_by_dl_dw(page):
+    page.click("#step")
+    wait_frame(page, "f.epoch === 1")
+    page.wait_for_timeout(100)
+    w_before, g_before = edge_colour_counts(page)
+    page.click("#view-gradients")
+    wait_frame(page, "f.settings.view === 'gradients' && !!f.gradients")
+    page.wait_for_function("() => !document.getElementById('gradients-hint').hidden")
+    page.wait_for_timeout(100)
+    w_after, g_after = edge_colour_counts(page)
+    assert g_before < 50 and g_after > 500, (g_before, g_after)  # edges by dL/dw
+    assert w_after < w_before  # the weights' edges are gone (the heat maps stay)
+    assert "view=gradients" in page.url  # a setting, so in the link too
+
+    # hover: an edge's dL/dw, a neuron's delta (captured from the next step on), as the frame
+    # has them
+    page.click("#step")
+    wait_frame(page, "f.epoch === 2 && !!f.gradients && !!f.gradients.delta[0]")
+    box = page.locator("#network").bounding_box()
+    x, y = page.evaluate(
+        """() => { const L = window.playground.view.layout, a = L.columns[0][0],
+                   b = L.columns[1][0], s = L.size;
+                   return [(a.x + s / 2 + b.x - s / 2) / 2, (a.y + b.y) / 2]; }"""
+    )
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_function(
+        "() => document.getElementById('tooltip').textContent.startsWith('dL/dw')"
+    )
+    x, y = page.evaluate(
+        "() => { const p = window.playground.view.layout.columns[1][2]; return [p.x, p.y]; }"
+    )
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_function("() => document.getElementById('tooltip').textContent.includes('δ')")
+    tip = page.text_content("#tooltip")
+    delta = frame(page, "f.gradients.delta[0][2]")
+    shown = float(re.search(r"δ = dL/dz ([-+0-9.e]+)", tip).group(1))
+    assert shown == pytest.approx(delta, rel=5e-3, abs=1e-12), (tip, delta)
+    if os.environ.get("HANDGRAD_SCREENSHOTS") == "1":  # a livelier network for the docs
+        page.evaluate(
+            "window.playground.send({type: 'set', settings: {dataset: 'moons', noise: 0.1,"
+            " hidden: [6, 6, 4], activation: 'relu', optimizer: 'adam', lr: 0.01, speed: 5}})"
+        )
+        wait_frame(page, "f.settings.dataset === 'moons' && f.layers.length === 5")
+        page.click("#play")
+        wait_frame(page, "f.epoch >= 25")
+        page.click("#play")
+        wait_frame(page, "!f.playing")
+        page.click("#step")
+        wait_frame(page, "!!f.gradients && !!f.gradients.delta[0]")
+        x, y = page.evaluate(
+            "() => { const p = window.playground.view.layout.columns[2][1]; return [p.x, p.y]; }"
+        )
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ROOT / "docs" / "img" / "playground-gradients.png"))
+    page.click("#view-weights")
+    wait_frame(page, "f.settings.view === 'weights' && f.gradients === undefined")
+
+
+def numpy_step(e: dict) -> dict:
+    """The explained step's forward and backward, again, in NumPy float64 (tanh, BCE)."""
+    a = np.array(e["input"], dtype=np.float64)
+    acts, zs = [a], []
+    layers = e["layers"]
+    for layer in layers:
+        z = a @ np.array(layer["weight"]).T + np.array(layer["bias"])
+        zs.append(z)
+        a = np.tanh(z) if layer["activation"] == "tanh" else z
+        acts.append(a)
+    p = 1 / (1 + np.exp(-zs[-1]))
+    t = np.array(e["targets"], dtype=np.float64).reshape(-1, 1)
+    loss = float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+    delta = (p - t) / len(t)
+    deltas, grads = [None] * len(layers), [None] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        deltas[i], grads[i] = delta, delta.T @ acts[i]
+        if i:
+            delta = (delta @ np.array(layers[i]["weight"])) * (1 - acts[i] ** 2)
+    return {"loss": loss, "delta": deltas, "grad": grads}
+
+
+def test_one_step_explained_matches_numpy_and_handgrad(page):
+    """Pick a training point with the explain tool; the table's numbers are the step's."""
+    import handgrad.nn as nn
+
+    page.click("#tool-pick")
+    x1, x2 = frame(page, "window.playground.view.points.train[3].slice(0, 2)")
+    click_plane(page, x1, x2)
+    page.wait_for_function("() => window.playground.view.explain !== null")
+    e = frame(page, "window.playground.view.explain")
+    assert e["point"] == 3 and e["indices"] == [3] and e["batch"] == 1
+    assert page.input_value("#explain-point") == "3"
+    assert frame(page, "f.playing") is False and frame(page, "f.epoch") == 0
+
+    ref = numpy_step(e)
+    # the delta of neuron 1.2 (the 2nd neuron of hidden layer 1), as the table shows it
+    cell = page.locator("#explain-delta-1-1")
+    shown, full = float(cell.text_content()), float(cell.get_attribute("data-value"))
+    want = ref["delta"][0][0, 1]
+    assert shown == pytest.approx(want, rel=1e-4), (shown, want)  # 5 significant digits
+    assert full == pytest.approx(want, rel=1e-4, abs=1e-7)  # float32 against float64
+    assert float(page.text_content("#explain-loss")) == pytest.approx(ref["loss"], rel=1e-4)
+
+    # the same with handgrad.nn itself (float64 copies of the weights the table shows)
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2), nn.Tanh(), nn.Linear(2, 1))
+    model = model.to(np.float64)
+    for lin, layer in zip([model[0], model[2], model[4]], e["layers"], strict=True):
+        lin.weight.data[...] = layer["weight"]
+        lin.bias.data[...] = layer["bias"]
+    loss_fn = nn.BCEWithLogitsLoss()
+    out = model(np.array(e["input"], dtype=np.float64))
+    loss = loss_fn(out, np.array(e["targets"], dtype=np.float64).reshape(-1, 1))
+    model.backward(loss_fn.backward())
+    assert float(loss) == pytest.approx(ref["loss"], rel=1e-12)
+    np.testing.assert_allclose(model[0].weight.grad, ref["grad"][0], rtol=1e-10, atol=1e-14)
+    g = np.array(e["backward"][-1]["grad_weight"])  # the first Linear (backward: output first)
+    np.testing.assert_allclose(g, model[0].weight.grad, rtol=1e-4, atol=1e-7)
+    # the update the table shows: w - lr * g, and the frame's weights after it
+    upd = next(u for u in e["update"] if u["name"] == "0.weight")
+    np.testing.assert_allclose(
+        np.array(upd["after"]), np.array(upd["before"]) - e["lr"] * np.array(upd["grad"]), rtol=1e-5
+    )
+    np.testing.assert_allclose(frame(page, "f.weights[0]"), upd["after"], atol=6e-5)
+    if os.environ.get("HANDGRAD_SCREENSHOTS") == "1":
+        page.mouse.move(0, 0)
+        shot = ROOT / "docs" / "img" / "playground-explain.png"
+        page.locator("#inspector").screenshot(path=str(shot))
+
+    # a mini-batch from the button: rows to choose, gradients over the batch
+    page.click("#tool-pick")  # the tool off again
+    page.fill("#explain-point", "")
+    page.click("#explain-step")
+    page.wait_for_function("() => window.playground.view.explain.point === null")
+    e = frame(page, "window.playground.view.explain")
+    assert e["batch"] == 10 and len(e["indices"]) == 10
+    ref = numpy_step(e)
+    page.select_option("#explain-row", "4")
+    want = ref["delta"][1][4, 0]
+    page.wait_for_function(
+        "v => Math.abs(parseFloat(document.getElementById('explain-delta-2-0').textContent) - v)"
+        " <= 1e-4 * Math.abs(v) + 1e-9",
+        arg=want,
+    )
+    np.testing.assert_allclose(
+        np.array(e["backward"][0]["grad_weight"]), ref["grad"][-1], rtol=1e-4, atol=1e-7
+    )
+
+
+def test_check_gradients_passes(page):
+    page.click("#tab-gradcheck")
+    page.click("#gradcheck")
+    page.wait_for_selector("#gradcheck-verdict")
+    assert page.text_content("#gradcheck-verdict").startswith("PASSED")
+    rows = page.locator("#gradcheck-table tbody tr")
+    assert rows.count() >= 6  # input, 3 weights, 3 biases, the loss
+    assert page.locator("#gradcheck-table td.fail").count() == 0
+
+
+def test_lr_100_stops_training_and_names_the_nan_origin(page):
+    page.evaluate(
+        "window.playground.send({type: 'set', settings: {activation: 'linear',"
+        " optimizer: 'momentum', hidden: [8, 8, 8, 8, 8, 8]}})"
+    )
+    wait_frame(page, "f.layers.length === 8 && f.settings.activation === 'linear'")
+    page.fill("#lr", "100")
+    page.press("#lr", "Enter")
+    wait_frame(page, "f.settings.lr === 100")
+    page.click("#play")
+    page.wait_for_selector("#nan-origin", state="visible")
+    wait_frame(page, "!f.playing && !!f.nan_origin")
+    origin = frame(page, "f.nan_origin")
+    text = page.text_content("#nan-origin")
+    assert text.startswith(f"NaN origin: {origin['tensor']} is {origin['value']} first, at epoch ")
+    assert page.is_visible("#error") and page.text_content("#error-text").startswith(
+        "diverged at epoch"
+    )
+    epoch = frame(page, "f.epoch")
+    page.wait_for_timeout(300)
+    assert frame(page, "f.epoch") == epoch  # stopped, and the page still answers:
+    page.click("#reset")
+    wait_frame(page, "f.epoch === 0 && !f.nan_origin")
+    page.wait_for_selector("#nan-origin", state="hidden")
+
+
+def test_settings_live_in_the_url(page, server_url):
+    page.select_option("#activation", "relu")
+    wait_frame(page, "f.settings.activation === 'relu'")
+    page.wait_for_function("() => location.search.includes('activation=relu')")
+    page.goto(server_url + "?dataset=spiral&classes=3&hidden=8,6&lr=0.01")
+    wait_frame(page, "f.settings.dataset === 'spiral' && f.settings.hidden.join() === '8,6'")
+    assert frame(page, "[f.settings.classes, f.settings.lr]") == [3, 0.01]
+    assert page.input_value("#lr") == "0.01" and page.text_content("#layer-count") == "2"
+    # a bad value: the message, and the defaults
+    page.goto(server_url + "?lr=abc&hidden=8")
+    page.wait_for_selector("#error", state="visible")
+    assert page.text_content("#error-text").startswith("lr:")
+    wait_frame(page, "f.settings.lr === 0.03 && f.settings.hidden.join() === '4,2'")
+    page.wait_for_function("() => location.search === ''")
+
+
+def test_reproduce_command_and_downloads(page, tmp_path):
+    """Your own points, trained 3 epochs on the page, then by the command: the same loss."""
+    rng = np.random.default_rng(1)
+    xy = np.concatenate([rng.normal(-0.4, 0.25, (30, 2)), rng.normal(0.4, 0.25, (30, 2))])
+    rows = [f"{a:.3f},{b:.3f},{'ab'[i >= 30]}" for i, (a, b) in enumerate(xy)]
+    csv = "\n".join(["x1,x2,label", *rows]).encode()
+    page.set_input_files("#csv-file", {"name": "two.csv", "mimeType": "text/csv", "buffer": csv})
+    wait_frame(page, "f.settings.dataset === 'custom' && f.class_names.join() === 'a,b'")
+    page.evaluate(
+        "window.playground.send({type: 'set', settings: {hidden: [5], activation: 'relu',"
+        " optimizer: 'adam', lr: 0.02}})"
+    )
+    wait_frame(page, "f.settings.hidden.join() === '5' && f.settings.optimizer === 'adam'")
+    for n in range(1, 4):
+        page.click("#step")
+        wait_frame(page, f"f.epoch === {n}")
+    page.click("#tab-reproduce")
+    page.click("#reproduce")
+    page.wait_for_function("() => window.playground.view.reproduce !== null")
+    r = frame(page, "window.playground.view.reproduce")
+    assert r["exact"] and r["epochs"] == 3
+    assert r["csv"] and Path(r["csv"]).is_file() and f"data={r['csv']}" in r["argv"]
+    assert page.text_content("#reproduce-command") == r["command"]
+    assert r["command"] == shlex.join(r["argv"])
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#copy-command")
+    page.wait_for_function("() => document.getElementById('copy-command').textContent === 'Copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == r["command"]
+
+    page_loss = frame(page, "f.train_loss")
+    out = tmp_path / "runs"
+    argv = [*r["argv"], "--out", str(out), "--quiet"]
+    assert argv[:3] == ["handgrad", "run", "boundary"]
+    command = [sys.executable, "-m", "handgrad", *argv[1:]]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(next(out.glob("boundary-*/results.json")).read_text())
+    assert results["train_loss"] == r["train_loss"]  # bit for bit
+    assert results["train_loss"] == pytest.approx(page_loss, rel=1e-6)
+
+    # the weights as handgrad's checkpoint, and (with torch) as a PyTorch state dict
+    href = page.get_attribute("#download-npz", "href")
+    blob = page.request.get(urljoin(page.url, href)).body()
+    (tmp_path / "weights.npz").write_bytes(blob)
+    from handgrad.train import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "weights.npz")["model"]
+    np.testing.assert_allclose(state["0.weight"], frame(page, "f.weights[0]"), atol=6e-5)
+    torch_url = frame(page, "window.playground.view.downloads.torch_state")
+    if torch_url is None:
+        assert page.get_attribute("#download-pt", "aria-disabled") == "true"
+        return
+    torch = pytest.importorskip("torch")
+    (tmp_path / "model.pt").write_bytes(page.request.get(urljoin(page.url, torch_url)).body())
+    sd = torch.load(tmp_path / "model.pt")
+    np.testing.assert_allclose(sd["0.weight"].numpy(), state["0.weight"], rtol=1e-6)

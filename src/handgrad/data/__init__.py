@@ -9,6 +9,8 @@ package folder) or downloaded on first use into the data directory (see ``defaul
 and checked by the digest of their content (see ``handgrad.data.files``). ``offline_mode()``
 or ``$HANDGRAD_OFFLINE=1`` forbid every download.
 ``DataLoader`` yields mini-batches; ``Standardizer`` / ``standardize`` rescale features.
+``read_points_csv`` / ``write_points_csv`` read and write your own 2-D points (``x1,x2,label``;
+see ``handgrad.data.points``).
 """
 
 # importing the loader modules registers their data sets (names() orders them by kind)
@@ -29,6 +31,7 @@ from handgrad.data.download import (
 from handgrad.data.files import DataWarning, fetch_all, inventory, local_names
 from handgrad.data.loader import DataLoader
 from handgrad.data.mnist import read_idx
+from handgrad.data.points import PointsError, parse_points_csv, read_points_csv, write_points_csv
 from handgrad.data.toy import synth_rule
 from handgrad.data.transforms import Standardizer, standardize
 
@@ -43,6 +46,7 @@ __all__ = [
     "DatasetInfo",
     "DownloadError",
     "OfflineError",
+    "PointsError",
     "Standardizer",
     "default_data_dir",
     "fetch_all",
@@ -53,10 +57,13 @@ __all__ = [
     "local_names",
     "names",
     "offline_mode",
+    "parse_points_csv",
     "read_batch",
     "read_idx",
+    "read_points_csv",
     "register",
     "resolve_data_dir",
     "standardize",
     "synth_rule",
+    "write_points_csv",
 ]

@@ -4,11 +4,16 @@ Routes
     ``GET /``          the page (``static/index.html``)
     ``GET /static/..`` the page's assets, served from the package's ``static`` folder only
     ``GET /healthz``   ``{"status": "ok", "sessions": n}``
+    ``GET /download/<session id>/<file>``  ``weights.npz``, ``points.csv``, ``model.pt``,
+                       ``model.py`` of that session (see :meth:`Session.download`); a fixed
+                       list of names, never a path
     ``WS  /ws``        one :class:`~handgrad.playground.session.Session` per connection
 
 The socket speaks JSON (see ``docs/playground.md``). The page sends ``hello``, ``set``,
-``play``, ``pause``, ``step`` and ``reset``; the server answers with ``frame`` messages (the
-session's snapshot) and ``error`` messages (one line; the connection and the session stay up).
+``play``, ``pause``, ``step``, ``reset``, the point messages, ``explain_step``, ``gradcheck``
+and ``reproduce``; the server answers with what :meth:`Session.replies` gives: ``frame``
+messages (the session's snapshot), ``explain``/``gradcheck``/``reproduce`` replies and
+``error`` messages (one line; the connection and the session stay up).
 While the session plays, :func:`_play_loop` trains for at most :data:`COMPUTE_BUDGET` seconds
 (up to ``speed`` epochs, and less when the snapshot is slow), sends a frame, and handles the
 messages that came meanwhile, so the page gets 20-30 frames per second. Every numerical call
@@ -20,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.util
 import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
 import webbrowser
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,16 +43,19 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from handgrad.playground import Session
 
-__all__ = ["COMPUTE_BUDGET", "FRAME_INTERVAL", "STATIC_DIR", "create_app", "serve"]
+__all__ = ["COMPUTE_BUDGET", "DOWNLOADS", "FRAME_INTERVAL", "STATIC_DIR", "create_app", "serve"]
 
 STATIC_DIR = Path(__file__).resolve().with_name("static")
+WORKDIR = "playground-runs"  # the default folder (under the current one) for written files
+# the files a session offers for download (the only names the route accepts); torch: needs it
+DOWNLOADS = {"weights.npz": False, "points.csv": False, "model.pt": True, "model.py": True}
 
 # Frames are paced at 30 per second at most. A frame's training gets at most 30 ms and never
 # more than what the frame interval leaves after the snapshot (measured as it goes), so that
@@ -53,6 +64,8 @@ FRAME_INTERVAL = 1.0 / 30.0
 COMPUTE_BUDGET = 0.030
 MIN_BUDGET = 0.005  # a slow snapshot must not starve the training
 MAX_MESSAGE_CHARS = 65536  # the largest honest message (a full settings dict) is ~400 chars
+# a CSV upload (load_csv) is its file in base64: 2 MiB of file, 4/3 of that in text, and more
+MAX_UPLOAD_CHARS = 3 * 1024 * 1024
 INBOX_SIZE = 64  # messages waiting for the loop; a flooding client is slowed, not buffered
 
 # The page loads its own files only and talks to its own server only.
@@ -97,34 +110,68 @@ def _error(message: str) -> str:
 
 
 def _parse(raw: str | bytes) -> dict[str, Any]:
-    """One socket message as a dict, or ValueError with the one line the page shows."""
+    """One socket message as a dict, or ValueError with the one line the page shows.
+
+    A message has at most MAX_MESSAGE_CHARS characters; a ``load_csv`` (a file upload) at
+    most MAX_UPLOAD_CHARS."""
     if isinstance(raw, bytes):
         raise ValueError("bad message: expected JSON text, got a binary message")
-    if len(raw) > MAX_MESSAGE_CHARS:
-        raise ValueError(f"bad message: {len(raw)} characters, at most {MAX_MESSAGE_CHARS}")
+    # only an upload may be long: its type comes first in the page's JSON
+    upload = '"load_csv"' in raw[:100]
+    limit = MAX_UPLOAD_CHARS if upload else MAX_MESSAGE_CHARS
+    if len(raw) > limit:
+        raise ValueError(f"bad message: {len(raw)} characters, at most {limit}")
     try:
         message = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"bad message: not JSON ({e.msg} at character {e.pos})") from None
     if not isinstance(message, dict):
         raise ValueError(f"bad message: expected a JSON object, got {type(message).__name__}")
+    if len(raw) > MAX_MESSAGE_CHARS and message.get("type") != "load_csv":
+        raise ValueError(f"bad message: {len(raw)} characters, at most {MAX_MESSAGE_CHARS}")
     return message
 
 
 # ---------------------------------------------------------------------------- numerical work
-# These run in a worker thread; one session is only ever touched by one call at a time (the
-# connection's loop awaits each call), so the session needs no lock.
+# These run in a worker thread. A session is touched by its connection's loop, which awaits
+# each call, and by the download route; the tab's lock keeps the two apart.
 
 
-def _handle(session: Session, message: dict[str, Any]) -> str | None:
+@dataclass(eq=False)
+class _Tab:
+    """One open page: its session and the lock every call on the session holds."""
+
+    session: Session
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _downloads(session: Session) -> dict[str, str | None]:
+    """The download URLs of a session (the torch files only when torch is installed)."""
+    torch = importlib.util.find_spec("torch") is not None
+    url = f"/download/{session.session_id}/"
+    return {
+        "weights": url + "weights.npz",
+        "points": url + "points.csv",
+        "torch_state": url + "model.pt" if torch else None,
+        "torch_py": url + "model.py" if torch else None,
+    }
+
+
+def _handle(tab: _Tab, message: dict[str, Any]) -> list[str]:
+    """The JSON texts answering one message, in the order to send them."""
     try:
-        reply = session.handle(message)
+        with tab.lock:
+            replies = tab.session.replies(message)
     except ValueError as e:  # SettingsError and friends: the one-line message is for the page
-        return _error(str(e))
+        return [_error(str(e))]
     except Exception as e:  # a bug must not take the connection (or the server) down
         log.exception("playground: message %r failed", message.get("type"))
-        return _error(f"internal error: {type(e).__name__}: {e}")
-    return None if reply is None else _dumps(reply)
+        return [_error(f"internal error: {type(e).__name__}: {e}")]
+    if message.get("type") == "hello":  # full frames tell the page where its files are
+        for reply in replies:
+            if reply.get("type") == "frame":
+                reply["downloads"] = _downloads(tab.session)
+    return [_dumps(reply) for reply in replies]
 
 
 class _Pacer:
@@ -140,8 +187,13 @@ class _Pacer:
         self.snapshot_s += 0.25 * (seconds - self.snapshot_s)
 
 
-def _play_frame(session: Session, pacer: _Pacer) -> str:
+def _play_frame(tab: _Tab, pacer: _Pacer) -> str:
     """Train up to ``speed`` epochs within the pacer's budget, return the frame's JSON."""
+    with tab.lock:
+        return _train_frame(tab.session, pacer)
+
+
+def _train_frame(session: Session, pacer: _Pacer) -> str:
     try:
         speed = max(1, int(session.settings.get("speed", 1)))
         budget = pacer.budget()
@@ -180,7 +232,7 @@ async def _read(ws: WebSocket, inbox: asyncio.Queue[Any]) -> None:
         await inbox.put(_CLOSED)
 
 
-async def _answer(ws: WebSocket, session: Session, raw: Any) -> bool:
+async def _answer(ws: WebSocket, tab: _Tab, raw: Any) -> bool:
     """Handle one message from the page; False when the socket has closed."""
     if raw is _CLOSED:
         return False
@@ -189,32 +241,32 @@ async def _answer(ws: WebSocket, session: Session, raw: Any) -> bool:
     except ValueError as e:
         await ws.send_text(_error(str(e)))
         return True
-    reply = await anyio.to_thread.run_sync(_handle, session, message)
-    if reply is not None:
+    for reply in await anyio.to_thread.run_sync(_handle, tab, message):
         await ws.send_text(reply)
     return True
 
 
-async def _play_loop(ws: WebSocket, session: Session, inbox: asyncio.Queue[Any]) -> None:
+async def _play_loop(ws: WebSocket, tab: _Tab, inbox: asyncio.Queue[Any]) -> None:
     loop = asyncio.get_running_loop()
     pacer = _Pacer()
+    session = tab.session
     while True:
         if not session.playing:
-            if not await _answer(ws, session, await inbox.get()):
+            if not await _answer(ws, tab, await inbox.get()):
                 return
             continue
         started = loop.time()
-        await ws.send_text(await anyio.to_thread.run_sync(_play_frame, session, pacer))
+        await ws.send_text(await anyio.to_thread.run_sync(_play_frame, tab, pacer))
         # messages that came during the frame, then wait out the rest of the frame interval
         while not inbox.empty():
-            if not await _answer(ws, session, inbox.get_nowait()):
+            if not await _answer(ws, tab, inbox.get_nowait()):
                 return
         while session.playing and (left := FRAME_INTERVAL - (loop.time() - started)) > 0:
             try:
                 raw = await asyncio.wait_for(inbox.get(), left)
             except asyncio.TimeoutError:
                 break
-            if not await _answer(ws, session, raw):
+            if not await _answer(ws, tab, raw):
                 return
 
 
@@ -223,19 +275,20 @@ async def _socket(ws: WebSocket) -> None:
         await ws.close(code=1008)  # policy violation: another site's page may not drive us
         return
     await ws.accept()
-    sessions: set[Session] = ws.app.state.sessions
-    session = await anyio.to_thread.run_sync(Session)
-    sessions.add(session)
+    tabs: dict[str, _Tab] = ws.app.state.sessions
+    workdir = ws.app.state.workdir
+    tab = _Tab(await anyio.to_thread.run_sync(lambda: Session(workdir=workdir)))
+    tabs[tab.session.session_id] = tab
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=INBOX_SIZE)
     reader = asyncio.create_task(_read(ws, inbox))
     try:
-        await _play_loop(ws, session, inbox)
+        await _play_loop(ws, tab, inbox)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the page went away while we were sending
     finally:
         reader.cancel()
-        sessions.discard(session)  # the session is freed with the connection
-        session.playing = False
+        tabs.pop(tab.session.session_id, None)  # the session is freed with the connection
+        tab.session.playing = False
 
 
 def _same_origin(origin: str | None, host: str | None) -> bool:
@@ -259,6 +312,34 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "sessions": len(request.app.state.sessions)})
 
 
+async def _download(request: Request) -> Response:
+    """A file of an open session, made now from its state; the names are a fixed list."""
+    tab = request.app.state.sessions.get(request.path_params["session"])
+    name = request.path_params["name"]
+    if tab is None:
+        return PlainTextResponse("no such session (it closed with its page)", status_code=404)
+    if name not in DOWNLOADS:
+        return PlainTextResponse(f"no such file; valid: {', '.join(DOWNLOADS)}", status_code=404)
+
+    def make() -> tuple[bytes, str] | None:
+        with tab.lock:
+            return tab.session.download(name)
+
+    try:
+        made = await anyio.to_thread.run_sync(make)
+    except Exception as e:  # a bug (or a torch export that fails) is a message, not a crash
+        log.exception("playground: download %r failed", name)
+        return PlainTextResponse(f"could not make {name}: {type(e).__name__}: {e}", 500)
+    if made is None:
+        return PlainTextResponse(
+            f"{name} needs PyTorch, which is not installed here: pip install torch",
+            status_code=404,
+        )
+    content, media_type = made
+    disposition = f'attachment; filename="handgrad-playground-{name}"'
+    return Response(content, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
 class _SecurityHeaders:
     """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
 
@@ -280,10 +361,13 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app() -> Starlette:
-    """The playground's ASGI app: the page, its static files, ``/healthz`` and ``/ws``.
+def create_app(workdir: str | os.PathLike[str] | None = None) -> Starlette:
+    """The playground's ASGI app: the page, its static files, ``/healthz``, the downloads
+    and ``/ws``.
 
-    ``app.state.sessions`` holds the live sessions (one per open socket).
+    ``workdir`` is the one folder the server writes in (the CSV files of "reproduce"; created
+    when first needed; default ``./playground-runs``); nothing a client sends becomes a path.
+    ``app.state.sessions`` maps each live session's id to it (one per open socket).
 
     Examples::
 
@@ -298,12 +382,14 @@ def create_app() -> Starlette:
         routes=[
             Route("/", _index),
             Route("/healthz", _healthz),
+            Route("/download/{session}/{name}", _download),
             WebSocketRoute("/ws", _socket),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(_SecurityHeaders)],
     )
-    app.state.sessions = set()
+    app.state.sessions = {}
+    app.state.workdir = Path(WORKDIR if workdir is None else workdir).resolve()
     return app
 
 
@@ -336,12 +422,17 @@ def _url(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = True) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    open_browser: bool = True,
+    workdir: str | os.PathLike[str] | None = None,
+) -> None:
     """Run the playground on ``host:port`` until Ctrl+C; print its URL and open a browser.
 
     When ``port`` is taken another free port is chosen (and said); ``port=0`` asks for any
     free port. The server binds ``127.0.0.1`` (this machine only) unless ``host`` says
-    otherwise.
+    otherwise. ``workdir`` (default ``./playground-runs``) is the only folder it writes in.
     """
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
@@ -350,11 +441,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = True) 
     url = _url(host, bound)
     print(f"handgrad playground: {url}  (Ctrl+C stops it)", flush=True)
     config = uvicorn.Config(
-        create_app(),
+        create_app(workdir),
         log_level="warning",
         access_log=False,
         lifespan="off",
-        ws_max_size=MAX_MESSAGE_CHARS * 4,
+        ws_max_size=MAX_UPLOAD_CHARS * 4,  # bytes of UTF-8: up to 4 per character
     )
     server = uvicorn.Server(config)
     if open_browser:

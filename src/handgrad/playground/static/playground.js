@@ -3,7 +3,9 @@
 // Every control sends one message over the WebSocket (/ws); every frame the server streams
 // replaces what the page shows. The page computes no maths of its own: it keeps what the last
 // frame said (plus the loss history and the points, which frames carry only when they change)
-// in `view`, and draws it.
+// and the last answers to "explain", "gradcheck" and "reproduce" in `view`, and draws them.
+// The settings live in the session; the address bar shows them (the frame's `query`), and a
+// link with a query sends it in `hello`, so a link is a configuration.
 (() => {
   "use strict";
 
@@ -18,6 +20,11 @@
   const CLASS_COLORS = ["#f59322", "#0877bd", "#2ca25f", "#8e5ccf", "#d6404e", "#17a3b8"];
   const NEG = [245, 147, 34];
   const POS = [8, 119, 189];
+  const GPOS = [192, 48, 107]; // dL/dw > 0 (the step lowers the weight)
+  const GNEG = [47, 158, 110]; // dL/dw < 0 (the step raises it)
+  const MAX_CLASSES = 6;
+  const MAX_CSV_BYTES = 2 * 1024 * 1024; // the server's limit on a CSV upload
+  const PICK_PX = 12; // a click this close to a point hits it (eraser, explain)
   const HISTORY_MAX = 4000; // loss points kept for the curve (thinned by half beyond this)
 
   const $ = (id) => document.getElementById(id);
@@ -36,6 +43,13 @@
     connected: false,
     hover: null, // what the mouse is over in the network drawing
     decoded: null, // the last frame's base64 maps, decoded once
+    downloads: null, // {weights, points, torch_state, torch_py}: URLs of the session's files
+    explain: null, // the last "explain" reply: one step, every number of it
+    gradcheck: null, // the last "gradcheck" reply
+    reproduce: null, // the last "reproduce" reply
+    // what is the page's own (not the session's): the tool on the plane, the class it adds,
+    // the tab shown below, the row of an explained batch shown, what is being waited for
+    ui: { tool: "add", drawClass: 0, tab: "explain", explainRow: 0, waiting: null },
   };
   const stats = { framesReceived: 0, framesDrawn: 0, fps: 0 };
   window.playgroundStats = stats;
@@ -150,7 +164,23 @@
     return `${s.slice(0, 3)},${s.slice(3)}`;
   }
   function fmtWeight(w) {
+    if (typeof w !== "number") return "–";
     return (w >= 0 ? "+" : "") + w.toFixed(3);
+  }
+  // a gradient: 3 significant digits, signed
+  function fmtGrad(g) {
+    if (typeof g !== "number" || !Number.isFinite(g)) return "–";
+    if (g === 0) return "0";
+    const a = Math.abs(g);
+    const text = a >= 1e-3 && a < 1e4 ? String(Number(g.toPrecision(3))) : g.toExponential(2);
+    return (g > 0 ? "+" : "") + text;
+  }
+  // a number of the explained step: 5 significant digits (a student checks 4), plain ASCII
+  function fmtNum(v) {
+    if (typeof v !== "number" || !Number.isFinite(v)) return "–";
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a >= 1e-4 && a < 1e5 ? String(Number(v.toPrecision(5))) : v.toExponential(4);
   }
   // a text field's value: a number when it reads as one, else the text (the server quotes it)
   function fieldValue(el) {
@@ -170,7 +200,10 @@
       retry = 500;
       view.connected = true;
       renderStatus();
-      socket.send(JSON.stringify({ type: "hello" }));
+      // a link's settings (the query) go to the session; refused, it keeps the defaults and
+      // the server says why (the banner), and the next frame's query replaces the bad one
+      const query = location.search.replace(/^\?/, "");
+      socket.send(JSON.stringify(query ? { type: "hello", query } : { type: "hello" }));
     };
     socket.onmessage = (event) => {
       let message;
@@ -180,13 +213,7 @@
         showError("the server sent a message that is not JSON");
         return;
       }
-      if (message.type === "frame") applyFrame(message);
-      else if (message.type === "error") {
-        showError(message.message);
-        // a refused change: the controls show the session's values again (not the one being typed in)
-        renderedSettings = "";
-        renderControls(currentSettings());
-      }
+      receive(message);
     };
     socket.onclose = () => {
       view.connected = false;
@@ -194,6 +221,21 @@
       setTimeout(connect, retry);
       retry = Math.min(5000, retry * 2);
     };
+  }
+
+  // one message from the server
+  function receive(message) {
+    if (message.type === "frame") applyFrame(message);
+    else if (message.type === "explain") applyExplain(message);
+    else if (message.type === "gradcheck") applyGradcheck(message);
+    else if (message.type === "reproduce") applyReproduce(message);
+    else if (message.type === "error") {
+      showError(message.message);
+      setWaiting(null);
+      // a refused change: the controls show the session's values again (not the one being typed in)
+      renderedSettings = "";
+      renderControls(currentSettings());
+    }
   }
 
   function send(message) {
@@ -215,6 +257,7 @@
       if (view.history.length > HISTORY_MAX) view.history = view.history.filter((_, i) => i % 2 === 0 || i === view.history.length - 1);
     }
     if (f.points) view.points = f.points;
+    if (f.downloads) view.downloads = f.downloads;
     view.frame = f;
     view.decoded = null;
     view.fresh = true;
@@ -226,6 +269,11 @@
     }
     renderControls(f.settings);
     renderNumbers(f);
+    renderDrawClasses(f.settings);
+    renderMonitors(f);
+    renderNanOrigin(f);
+    renderDownloads(f);
+    renderAddress(f);
     scheduleDraw();
   }
 
@@ -275,6 +323,13 @@
     setValue("dataset", s.dataset, force);
     setValue("classes", s.classes, force);
     $("classes").disabled = TWO_CLASS_SETS.has(s.dataset);
+    // your own points: no noise or number of points to choose
+    $("noise").disabled = $("n-points").disabled = s.dataset === "custom";
+    const gradients = s.view === "gradients";
+    $("view-weights").setAttribute("aria-checked", String(!gradients));
+    $("view-gradients").setAttribute("aria-checked", String(gradients));
+    $("network-hint").hidden = gradients;
+    $("gradients-hint").hidden = !gradients;
     setValue("noise", s.noise, force);
     $("noise-value").textContent = Number(s.noise).toFixed(2);
     setValue("n-points", s.n_points, force);
@@ -395,6 +450,7 @@
     $("step").addEventListener("click", () => send({ type: "step" }));
     $("reset").addEventListener("click", () => send({ type: "reset" }));
     $("error-close").addEventListener("click", () => hideError(errorSource));
+    wireIssue12();
 
     $("dataset").addEventListener("change", (e) => {
       const changes = { dataset: e.target.value };
@@ -458,6 +514,8 @@
         togglePlay();
       } else if (e.key === ".") {
         send({ type: "step" });
+      } else if (e.key === "e") {
+        explainStep();
       }
     });
 
@@ -586,14 +644,20 @@
 
     // edges, behind the nodes; weights[c] is (out, in): edge in -> out is weights[c][out][in].
     // Edges of one sign and strength go in one path: a few strokes instead of hundreds.
+    // Weights view: by the weight (|w| quantised to 0.25, wider up to |w| = 4). Gradients view:
+    // by dL/dw of the last step relative to the largest |dL/dw| of the network (16 steps).
+    const grads = gradientView(f);
+    const values = grads ? grads.weights : f.weights || [];
+    const scale = grads ? 4 / Math.max(1e-30, largest(values)) : 1;
+    const [posRgb, negRgb] = grads ? [GPOS, GNEG] : [POS, NEG];
     ctx.lineCap = "round";
     const buckets = new Map();
     let hot = null;
     for (let c = 0; c + 1 < cols; c++) {
-      const W = (f.weights || [])[c] || [];
+      const W = values[c] || [];
       for (let o = 0; o < columns[c + 1].length; o++) {
         for (let i = 0; i < columns[c].length; i++) {
-          const wv = (W[o] && W[o][i]) || 0;
+          const wv = ((W[o] && W[o][i]) || 0) * scale;
           const edge = [columns[c][i], columns[c + 1][o], wv];
           if (hover && hover.kind === "edge" && hover.c === c && hover.o === o && hover.i === i) hot = edge;
           const key = (wv >= 0 ? 1 : -1) * (1 + Math.min(15, Math.round(Math.abs(wv) * 4)));
@@ -604,7 +668,7 @@
     }
     for (const [key, edges] of buckets) {
       const mag = (Math.abs(key) - 1) / 4; // |w|, quantised to 0.25
-      const rgb = key > 0 ? POS : NEG;
+      const rgb = key > 0 ? posRgb : negRgb;
       ctx.strokeStyle = `rgba(${rgb[0]},${rgb[1]},${rgb[2]},${0.18 + 0.62 * Math.min(1, mag / 2)})`;
       ctx.lineWidth = 0.5 + Math.min(4, mag) * 1.4;
       ctx.beginPath();
@@ -612,13 +676,15 @@
       ctx.stroke();
     }
     if (hot) {
-      const rgb = hot[2] >= 0 ? POS : NEG;
+      const rgb = hot[2] >= 0 ? posRgb : negRgb;
       ctx.strokeStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
       ctx.lineWidth = 2.5 + Math.min(4, Math.abs(hot[2])) * 1.4;
       ctx.beginPath();
       edgePath(ctx, hot[0], hot[1], size);
       ctx.stroke();
     }
+    const deltaScale = grads ? 1 / Math.max(1e-30, largest(grads.delta)) : 0;
+    const bad = f.nan_origin && typeof f.nan_origin.column === "number" ? f.nan_origin.column : null;
 
     // nodes: each its heat map over the plane, all painted into one atlas first
     const maps = decoded().maps;
@@ -646,11 +712,21 @@
         ctx.strokeStyle = hot ? "#15293f" : "rgba(29,39,51,0.35)";
         ctx.strokeRect(x + 0.5, y + 0.5, size - 1, size - 1);
         // the bias: a small square at the lower left, coloured like a weight
-        if (c > 0 && f.biases && f.biases[c - 1]) {
+        if (c > 0 && f.biases && f.biases[c - 1] && !grads) {
           const b = f.biases[c - 1][i];
           const rgb = b >= 0 ? POS : NEG;
           ctx.fillStyle = `rgba(${rgb[0]},${rgb[1]},${rgb[2]},${0.25 + 0.75 * Math.min(1, Math.abs(b))})`;
           ctx.fillRect(x - 6, y + size - 6, 5, 5);
+        }
+        // gradients view: a bar under the neuron, as long as its |δ| (summed over the batch)
+        // relative to the largest of the network, coloured by the sign
+        if (c > 0 && grads && grads.delta[c - 1]) {
+          const d = grads.delta[c - 1][i];
+          if (typeof d === "number") {
+            const rgb = d >= 0 ? GPOS : GNEG;
+            ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+            ctx.fillRect(x, y + size + 2, Math.max(1, size * Math.min(1, Math.abs(d) * deltaScale)), 4);
+          }
         }
         if (c === 0) {
           ctx.fillStyle = "#1d2733";
@@ -663,8 +739,42 @@
           ctx.fill();
         }
       }
+      if (c === bad && columns[c].length) {
+        // where NaN/inf appeared first: a red frame around the column
+        const first = columns[c][0];
+        const last = columns[c][columns[c].length - 1];
+        ctx.strokeStyle = "#d9402f";
+        ctx.lineWidth = 2;
+        ctx.setLineDash([5, 3]);
+        ctx.strokeRect(first.x - size / 2 - 7, first.y - size / 2 - 7, size + 14, last.y - first.y + size + 14);
+        ctx.setLineDash([]);
+        ctx.fillStyle = "#d9402f";
+        ctx.textAlign = "center";
+        ctx.fillText(`${f.nan_origin.value} first here`, first.x, last.y + size / 2 + 18);
+      }
+    }
+    if (f.settings.view === "gradients" && !grads) {
+      ctx.fillStyle = "#66717f";
+      ctx.textAlign = "center";
+      ctx.fillText("no step since the reset: press play or step to see the gradients", w / 2, h - 8);
     }
     updateTooltip();
+  }
+
+  // the gradients of the last step when the gradients view is on and there are some
+  function gradientView(f) {
+    return f.settings && f.settings.view === "gradients" && f.gradients ? f.gradients : null;
+  }
+
+  // the largest |x| of nested lists (null for not finite: skipped)
+  function largest(nested) {
+    let m = 0;
+    const walk = (v) => {
+      if (Array.isArray(v)) for (const x of v) walk(x);
+      else if (typeof v === "number") m = Math.max(m, Math.abs(v));
+    };
+    walk(nested);
+    return m;
   }
 
   // -- hover: which node or edge is under the mouse
@@ -740,14 +850,27 @@
       return;
     }
     let text;
-    if (hv.kind === "node") {
+    const grads = gradientView(f);
+    if (hv.kind === "node" && grads && hv.c > 0) {
+      const pick = (lists) => (lists && lists[hv.c - 1] ? lists[hv.c - 1][hv.i] : null);
+      const d = pick(grads.delta);
+      const da = pick(grads.delta_abs);
+      const gb = pick(grads.biases);
+      text =
+        typeof d === "number"
+          ? `${nodeName(f, hv.c, hv.i)} · δ = dL/dz ${fmtGrad(d)} (summed over the batch of ${grads.batch}; Σ|δ| ${fmtGrad(da)}) · dL/db ${fmtGrad(gb)}`
+          : `${nodeName(f, hv.c, hv.i)} · dL/db ${fmtGrad(gb)} · δ: after the next step (the view was off during the last one)`;
+    } else if (hv.kind === "node") {
       text = nodeName(f, hv.c, hv.i);
       if (hv.c > 0 && f.biases && f.biases[hv.c - 1]) text += ` · bias ${fmtWeight(f.biases[hv.c - 1][hv.i])}`;
       text += " (its map is on the right)";
     } else {
       const w = f.weights[hv.c][hv.o][hv.i];
       // the Sequential holds Linear, activation, Linear, ...: layer c's Linear is module 2c
-      text = `weight ${fmtWeight(w)} · ${nodeName(f, hv.c, hv.i)} → ${nodeName(f, hv.c + 1, hv.o)} (${2 * hv.c}.weight[${hv.o}][${hv.i}])`;
+      const where = `${nodeName(f, hv.c, hv.i)} → ${nodeName(f, hv.c + 1, hv.o)} (${2 * hv.c}.weight[${hv.o}][${hv.i}])`;
+      text = grads
+        ? `dL/dw ${fmtGrad(((grads.weights[hv.c] || [])[hv.o] || [])[hv.i])} · weight ${fmtWeight(w)} · ${where}`
+        : `weight ${fmtWeight(w)} · ${where}`;
     }
     tip.textContent = text;
     tip.hidden = false;
@@ -766,6 +889,7 @@
     const pad = { l: 26, r: 6, t: 6, b: 22 };
     const plot = { x: pad.l, y: pad.t, w: w - pad.l - pad.r, h: h - pad.t - pad.b };
     const [xmin, xmax, ymin, ymax] = f.grid.extent;
+    view.plot = { ...plot, extent: f.grid.extent }; // for the clicks on the plane
     const d = decoded();
     const hv = view.hover;
     let image;
@@ -804,6 +928,20 @@
           ctx.strokeStyle = filled ? "rgba(255,255,255,0.9)" : color;
           ctx.stroke();
         }
+      }
+      // the training points of the step explained below (while paused)
+      const e = view.explain;
+      if (e && !f.playing && view.ui.tab === "explain") {
+        ctx.strokeStyle = "#15293f";
+        ctx.lineWidth = 2;
+        ctx.beginPath();
+        for (const idx of e.indices || []) {
+          const q = pts.train[idx];
+          if (!q) continue;
+          ctx.moveTo(sx(q[0]) + r + 4, sy(q[1]));
+          ctx.arc(sx(q[0]), sy(q[1]), r + 4, 0, 2 * Math.PI);
+        }
+        ctx.stroke();
       }
     }
 
@@ -895,8 +1033,598 @@
     ctx.fillText(`${hist[hist.length - 1][0]}`, pad.l + pw, pad.t + ph + 4);
   }
 
+  // ================================================================ your data, the backward pass, a way out
+  // (issue 12). Everything below either sends a message or draws a reply; the replies are
+  // kept in `view` (explain, gradcheck, reproduce) next to the last frame.
+
+  function wireIssue12() {
+    // -- the weights / gradients switch: a setting of the session (so it is in the link too)
+    $("view-weights").addEventListener("click", () => set({ view: "weights" }));
+    $("view-gradients").addEventListener("click", () => set({ view: "gradients" }));
+
+    // -- drawing on the plane
+    $("draw-classes").addEventListener("click", (e) => {
+      const b = e.target.closest("button");
+      if (!b) return;
+      view.ui.drawClass = Number(b.dataset.class);
+      setTool("add");
+      renderDrawClasses(currentSettings());
+    });
+    $("tool-erase").addEventListener("click", () => setTool(view.ui.tool === "erase" ? "add" : "erase"));
+    $("tool-pick").addEventListener("click", () => setTool(view.ui.tool === "pick" ? "add" : "pick"));
+    $("clear-points").addEventListener("click", () => send({ type: "clear_points" }));
+    $("decision").addEventListener("click", planeClick);
+
+    // -- CSV in and out
+    $("upload-csv").addEventListener("click", () => $("csv-file").click());
+    $("csv-file").addEventListener("change", uploadCsv);
+
+    // -- the inspector
+    for (const tab of ["explain", "gradcheck", "reproduce"]) {
+      $(`tab-${tab}`).addEventListener("click", () => showTab(tab));
+    }
+    $("explain-step").addEventListener("click", () => explainStep());
+    $("explain-point").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") explainStep();
+    });
+    $("explain-row").addEventListener("change", (e) => {
+      view.ui.explainRow = Number(e.target.value);
+      renderExplain();
+    });
+    $("gradcheck").addEventListener("click", () => {
+      showTab("gradcheck");
+      setWaiting("gradcheck");
+      send({ type: "gradcheck" });
+    });
+    $("reproduce").addEventListener("click", () => {
+      showTab("reproduce");
+      setWaiting("reproduce");
+      send({ type: "reproduce" });
+    });
+    $("copy-command").addEventListener("click", copyCommand);
+  }
+
+  function setTool(tool) {
+    view.ui.tool = tool;
+    $("tool-erase").setAttribute("aria-pressed", String(tool === "erase"));
+    $("tool-pick").setAttribute("aria-pressed", String(tool === "pick"));
+    $("decision").classList.toggle("erase", tool === "erase");
+    const hints = {
+      add: "Click: add a point of the chosen class · shift-click: remove",
+      erase: "Click: remove the nearest point · pick a colour to draw again",
+      pick: "Click a training point (filled): one step on it, explained below",
+    };
+    setText("draw-hint", hints[tool]);
+  }
+
+  // the class swatches: one per class in use, plus the next one (a click adds that class)
+  let drawClassesKey = "";
+  function renderDrawClasses(s) {
+    if (!s) return;
+    const f = view.frame;
+    const names = (f && f.class_names) || [];
+    const k = s.classes;
+    if (view.ui.drawClass > Math.min(k, MAX_CLASSES - 1)) view.ui.drawClass = 0;
+    const key = `${k}|${names.join(",")}|${view.ui.drawClass}`;
+    if (key === drawClassesKey) return;
+    drawClassesKey = key;
+    const buttons = [];
+    for (let c = 0; c < Math.min(MAX_CLASSES, k + 1); c++) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.id = `draw-class-${c}`;
+      b.dataset.class = c;
+      b.setAttribute("role", "radio");
+      b.setAttribute("aria-checked", String(c === view.ui.drawClass));
+      b.style.background = CLASS_COLORS[c];
+      const name = names[c] !== undefined && String(names[c]) !== String(c) ? ` ('${names[c]}')` : "";
+      b.title = c < k ? `draw class ${c}${name}` : `draw class ${c}: a new class`;
+      b.setAttribute("aria-label", b.title);
+      if (c >= k) b.classList.add("unused");
+      buttons.push(b);
+    }
+    $("draw-classes").replaceChildren(...buttons);
+  }
+
+  // a click on the plane: add a point, remove one, or pick one to explain
+  function planeClick(e) {
+    const f = view.frame;
+    const P = view.plot;
+    if (!f || !P) return;
+    const r = $("decision").getBoundingClientRect();
+    const px = e.clientX - r.left;
+    const py = e.clientY - r.top;
+    if (px < P.x || px > P.x + P.w || py < P.y || py > P.y + P.h) return;
+    const [xmin, xmax, ymin, ymax] = P.extent;
+    const perPx = (xmax - xmin) / P.w; // data units per CSS pixel
+    // 3 decimals, as the frames show the points: the page shows what the server holds
+    const x1 = Number((xmin + (px - P.x) * perPx).toFixed(3));
+    const x2 = Number((ymax - (py - P.y) * ((ymax - ymin) / P.h)).toFixed(3));
+    if (e.shiftKey || view.ui.tool === "erase") {
+      send({ type: "remove_point", x1, x2, radius: PICK_PX * perPx });
+    } else if (view.ui.tool === "pick") {
+      const idx = nearestTrainPoint(px, py, P);
+      if (idx === null) {
+        showError("no training point there: click on a filled point to explain a step on it");
+        return;
+      }
+      $("explain-point").value = String(idx);
+      explainStep(idx);
+    } else {
+      const s = f.settings;
+      const label = view.ui.drawClass;
+      if (label >= s.classes) {
+        // a new class: the session first needs room for it (a change of classes resets)
+        set(s.dataset === "custom" ? { classes: label + 1 } : { dataset: "custom", classes: label + 1 });
+      }
+      send({ type: "add_point", x1, x2, label });
+    }
+  }
+
+  function nearestTrainPoint(px, py, P) {
+    const pts = view.points;
+    if (!pts) return null;
+    const [xmin, xmax, ymin, ymax] = P.extent;
+    let best = null;
+    let bestD = PICK_PX;
+    pts.train.forEach(([x, y], i) => {
+      const d = Math.hypot(P.x + ((x - xmin) / (xmax - xmin)) * P.w - px, P.y + ((ymax - y) / (ymax - ymin)) * P.h - py);
+      if (d < bestD) {
+        bestD = d;
+        best = i;
+      }
+    });
+    return best;
+  }
+
+  function uploadCsv(e) {
+    const input = e.target;
+    const file = input.files && input.files[0];
+    if (!file) return;
+    if (file.size > MAX_CSV_BYTES) {
+      // the server's own limit (and message); a larger file would not fit in one socket message
+      showError(`${file.name}: ${file.size} bytes; at most 2 MiB`);
+      input.value = "";
+      return;
+    }
+    const reader = new FileReader();
+    reader.onload = () => {
+      // the bytes as they are (the server says when they are not UTF-8), in base64
+      const bytes = new Uint8Array(reader.result);
+      let text = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      send({ type: "load_csv", base64: btoa(text), name: file.name });
+      input.value = ""; // the same file again is a new change
+    };
+    reader.onerror = () => showError(`${file.name}: could not be read`);
+    reader.readAsArrayBuffer(file);
+  }
+
+  // ---------------------------------------------------------------- frame parts
+
+  // the address shows the session's settings (the defaults left out): a link is a configuration
+  function renderAddress(f) {
+    if (typeof f.query !== "string") return;
+    const want = f.query ? `?${f.query}` : "";
+    if (location.search !== want) history.replaceState(null, "", `${location.pathname}${want}${location.hash}`);
+  }
+
+  function renderDownloads() {
+    const d = view.downloads || {};
+    const links = [
+      ["download-csv", d.points, "no points to download"],
+      ["download-npz", d.weights, "not available"],
+      ["download-pt", d.torch_state, "needs PyTorch on the server (pip install torch)"],
+      ["download-py", d.torch_py, "needs PyTorch on the server (pip install torch)"],
+    ];
+    for (const [id, url, why] of links) {
+      const a = $(id);
+      if (a.dataset.title === undefined) a.dataset.title = a.title;
+      if (url) {
+        a.title = a.dataset.title;
+        if (a.getAttribute("href") !== url) a.setAttribute("href", url);
+        a.classList.remove("disabled");
+        a.removeAttribute("aria-disabled");
+      } else if (a.hasAttribute("href") || !a.classList.contains("disabled")) {
+        a.removeAttribute("href");
+        a.classList.add("disabled");
+        a.setAttribute("aria-disabled", "true");
+        a.title = why;
+      }
+    }
+  }
+
+  // the monitors table: one row per Linear (hidden layers, then the output)
+  let monitorRows = -1;
+  function renderMonitors(f) {
+    const m = f.monitors;
+    const body = $("monitors").tBodies[0];
+    const layers = f.layers || [];
+    const rows = Math.max(0, layers.length - 1);
+    if (rows !== monitorRows) {
+      monitorRows = rows;
+      const trs = [];
+      for (let l = 0; l < rows; l++) {
+        const tr = document.createElement("tr");
+        for (let j = 0; j < 6; j++) tr.appendChild(document.createElement("td"));
+        trs.push(tr);
+      }
+      body.replaceChildren(...trs);
+    }
+    const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(0)}%` : "–");
+    const ratio = (x) => (typeof x === "number" ? (x === 0 ? "0" : x.toExponential(1)) : "–");
+    for (let l = 0; l < rows; l++) {
+      const out = l === rows - 1;
+      const info = (m && m.layers && m.layers[l]) || {};
+      const upd = (m && m.update_ratio && m.update_ratio[l]) || {};
+      const cells = body.rows[l].cells;
+      const values = [
+        out ? "output" : `layer ${l + 1}`,
+        out ? `${layers[l + 1]} · Linear` : `${layers[l + 1]} · ${info.kind || f.settings.activation}`,
+        out ? "" : pct(info.dead),
+        out ? "" : pct(info.saturated),
+        ratio(upd.weight),
+        ratio(upd.bias),
+      ];
+      for (let j = 0; j < 6; j++) {
+        if (cells[j].textContent !== values[j]) cells[j].textContent = values[j];
+      }
+      // more than half the units dead or saturated: that layer has stopped learning
+      cells[2].classList.toggle("warn", !out && typeof info.dead === "number" && info.dead > 0.5);
+      cells[3].classList.toggle("warn", !out && typeof info.saturated === "number" && info.saturated > 0.5);
+      // an update larger than 1/10 of the weight: a step too big (1e-3 is the usual rule)
+      cells[4].classList.toggle("warn", typeof upd.weight === "number" && upd.weight > 0.1);
+    }
+  }
+
+  function renderNanOrigin(f) {
+    const n = f.nan_origin;
+    const el = $("nan-origin");
+    if (!n) {
+      el.hidden = true;
+      return;
+    }
+    const where = n.column === null || n.column === undefined ? "" : ` (${columnName(n.column, (f.layers || []).length)} in the drawing)`;
+    const text =
+      `NaN origin: ${n.tensor} is ${n.value} first, at epoch ${n.epoch}${where}` +
+      `${n.detail ? `: ${n.detail}` : ""}. Training stopped; lower the learning rate and reset.`;
+    setText("nan-origin", text);
+    el.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- the inspector
+  function showTab(tab) {
+    view.ui.tab = tab;
+    for (const t of ["explain", "gradcheck", "reproduce"]) {
+      $(`tab-${t}`).setAttribute("aria-selected", String(t === tab));
+      $(`pane-${t}`).hidden = t !== tab;
+    }
+    drawNow(false); // the explained points are ringed only while their table shows
+  }
+
+  // one request at a time is shown as pending; an error reply ends it
+  function setWaiting(what) {
+    view.ui.waiting = what;
+    for (const [id, kind] of [["explain-step", "explain"], ["gradcheck", "gradcheck"], ["reproduce", "reproduce"]]) {
+      $(id).classList.toggle("busy", what === kind);
+    }
+  }
+
+  function explainStep(point) {
+    let idx = point;
+    if (idx === undefined) {
+      const text = $("explain-point").value.trim();
+      idx = text === "" ? null : Number(text);
+      if (idx !== null && !Number.isInteger(idx)) {
+        showError(`explain: a training point's index is a whole number, got '${text}'`);
+        return;
+      }
+    }
+    showTab("explain");
+    setWaiting("explain");
+    send({ type: "explain_step", point: idx });
+  }
+
+  function applyExplain(e) {
+    view.explain = e;
+    view.ui.explainRow = 0;
+    setWaiting(null);
+    renderExplain();
+    scheduleDraw();
+    $("inspector").scrollIntoView({ block: "nearest" });
+  }
+
+  function applyGradcheck(g) {
+    view.gradcheck = g;
+    setWaiting(null);
+    renderGradcheck();
+  }
+
+  function applyReproduce(r) {
+    view.reproduce = r;
+    setWaiting(null);
+    renderReproduce();
+  }
+
+  // small DOM helpers for the tables
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null) continue;
+      if (k === "className") node.className = v;
+      else node.setAttribute(k, v);
+    }
+    node.append(...children.filter((c) => c !== null && c !== undefined));
+    return node;
+  }
+  // a cell with a number: 5 significant digits shown, the full value in its title/data-value
+  function num(v, attrs = {}) {
+    const cls = [attrs.className, typeof v === "number" && v < 0 ? "neg" : null].filter(Boolean).join(" ");
+    return el("td", { ...attrs, className: cls || null, title: typeof v === "number" ? String(v) : "not finite", "data-value": typeof v === "number" ? String(v) : "" }, fmtNum(v));
+  }
+  // a (rows x cols) matrix as a table: row and column labels
+  function matrixTable(caption, M, rowNames, colNames, cellClass) {
+    const head = el("tr", {}, el("th", {}, ""), ...colNames.map((n) => el("th", {}, n)));
+    const rows = (M || []).map((row, j) => el("tr", {}, el("th", {}, rowNames[j]), ...(Array.isArray(row) ? row : [row]).map((v) => num(v, { className: cellClass }))));
+    return el("div", {}, el("p", { className: "formula" }, ...caption), el("table", { className: "xtable" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+  }
+  const sub = (n) => String(n).replace(/\d/g, (d) => "₀₁₂₃₄₅₆₇₈₉"[d]);
+  const b = (text) => el("b", {}, text);
+
+  const DERIVATIVES = {
+    tanh: "1 − a²",
+    sigmoid: "a·(1 − a)",
+    relu: "1 if z > 0, else 0",
+    leaky_relu: "1 if z > 0, else 0.01",
+    elu: "1 if z > 0, else a + 1",
+    softplus: "σ(z)",
+    gelu: "GELU′(z)",
+    linear: "1",
+  };
+
+  // "One step, explained": the numbers of the step, layer by layer, as cards from the input to
+  // the output; each card: forward (z, a), backward (dL/da, δ, dL/db), the matrices (W, dL/dW,
+  // the update) and the optimizer's state for Adam and momentum
+  function renderExplain() {
+    const e = view.explain;
+    const box = $("explain-table");
+    if (!e) return;
+    const R = (e.input || []).length;
+    const r = Math.min(view.ui.explainRow, Math.max(0, R - 1));
+    // the row selector, for a batch
+    const rowField = $("explain-row-field");
+    rowField.hidden = R <= 1;
+    if (R > 1) {
+      const sel = $("explain-row");
+      sel.replaceChildren(...e.indices.slice(0, R).map((idx, i) => el("option", { value: String(i) }, `${i}: training point #${idx}`)));
+      sel.value = String(r);
+    }
+    const names = (e.feature_names || []).map((n) => FEATURE_LABELS[n] || n);
+    const L = e.layers.length;
+    const backward = new Map(e.backward.map((x) => [x.linear, x]));
+    const updates = new Map(e.update.map((u) => [u.name, u]));
+    const point = e.points[r];
+    const target = e.targets[r];
+    const B = e.batch;
+    const optName = { sgd: "SGD", momentum: "SGD with momentum", adam: "Adam" }[e.optimizer] || e.optimizer;
+
+    // the summary line
+    const who =
+      e.point === null || e.point === undefined
+        ? `a mini-batch of ${B} training points${R < B ? ` (the first ${R} rows shown)` : ""}`
+        : `training point #${e.point}`;
+    const reg = e.regularization && e.regularization !== "none" ? `, ${e.regularization.toUpperCase()} ${e.reg_rate}` : "";
+    const summary = el(
+      "p",
+      { className: "summary-line" },
+      `One ${optName} step (lr ${e.lr}${reg}) on ${who}. `,
+      "Training is paused and the epoch counter did not move. ",
+      "Forward: ",
+      b("z = W·a + b"),
+      ", ",
+      b("a = f(z)"),
+      ". Backward: ",
+      b("δ = dL/dz = dL/da ⊙ f′(z)"),
+      ", ",
+      b("dL/dW = δᵀ·a_prev"),
+      " (summed over the batch; the loss is the batch mean, so δ carries the 1/B), ",
+      b("dL/da_prev = δ·W"),
+      ". Matrices: a row per neuron, a column per input of the layer.",
+    );
+
+    const cards = [];
+    // the input card
+    cards.push(
+      el(
+        "section",
+        { className: "xcard", id: "explain-input" },
+        el("h4", {}, "input a", sub(0), R > 1 || B > 1 ? ` · row ${r}: training point #${e.indices[r]}` : ""),
+        el("p", { className: "formula" }, `point (x₁, x₂) = (${fmtNum(point[0])}, ${fmtNum(point[1])}) · class ${target}`),
+        el(
+          "table",
+          { className: "xtable" },
+          el("thead", {}, el("tr", {}, el("th", {}, "feature"), el("th", {}, "a₀"))),
+          el("tbody", {}, ...names.map((n, i) => el("tr", {}, el("th", {}, n), num(e.input[r][i], { id: `explain-input-${i}` })))),
+        ),
+      ),
+    );
+
+    for (let li = 0; li < L; li++) {
+      const layer = e.layers[li];
+      const col = li + 1;
+      const out = li === L - 1;
+      const back = backward.get(layer.linear) || {};
+      const next = out ? null : backward.get(e.layers[li + 1].linear);
+      const nOut = layer.bias.length;
+      const nIn = layer.weight[0] ? layer.weight[0].length : 0;
+      const prevNames = li === 0 ? names : Array.from({ length: nIn }, (_, i) => `${li}.${i + 1}`);
+      const unitNames = out
+        ? Array.from({ length: nOut }, (_, j) => (nOut === 1 ? "class 1" : `class ${j}`))
+        : Array.from({ length: nOut }, (_, j) => `${col}.${j + 1}`);
+      const uw = updates.get(`${layer.linear}.weight`) || {};
+      const ub = updates.get(`${layer.linear}.bias`) || {};
+      const act = layer.activation;
+
+      // per neuron: b, z, a (or p), dL/da, δ, dL/db, b after
+      const head = ["neuron", "b", "z"];
+      const db = B > 1 ? "dL/db (Σ batch)" : "dL/db";
+      if (!out) head.push(`a = ${act}(z)`, "dL/da", "δ = dL/dz", db, "b′");
+      else head.push(nOut === 1 ? "p = σ(z)" : "p = softmax(z)", "target", "δ = dL/dz", db, "b′");
+      const rows = [];
+      for (let j = 0; j < nOut; j++) {
+        const cells = [el("th", {}, unitNames[j]), num(layer.bias[j]), num(layer.z[r][j], { id: `explain-z-${col}-${j}` })];
+        if (!out) {
+          cells.push(num(layer.a[r][j], { id: `explain-a-${col}-${j}` }));
+          cells.push(num(next && next.grad_input ? next.grad_input[r][j] : null));
+        } else {
+          cells.push(num(e.output.probabilities[r][j], { id: `explain-p-${j}` }));
+          const t = nOut === 1 ? target : Number(target === j);
+          cells.push(el("td", {}, String(t)));
+        }
+        cells.push(num(back.delta ? back.delta[r][j] : null, { id: `explain-delta-${col}-${j}`, className: "delta" }));
+        cells.push(num(back.grad_bias ? back.grad_bias[j] : null));
+        cells.push(num(Array.isArray(ub.after) ? ub.after[j] : null, { className: "after" }));
+        rows.push(el("tr", {}, ...cells));
+      }
+      const deriv = DERIVATIVES[act] || "f′(z)";
+      const forward = out
+        ? [b(`z = W·a${sub(li)} + b`), nOut === 1 ? ", p = σ(z) = P(class 1)" : ", p = softmax(z)"]
+        : [b(`z = W·a${sub(li)} + b`), ", ", b(`a${sub(col)} = ${act}(z)`)];
+      const backwardText = out
+        ? nOut === 1
+          ? [b("δ = (p − t) / B"), " (BCE with logits, mean over the batch)"]
+          : [b("δ = (p − onehot(t)) / B"), " (cross-entropy, mean over the batch)"]
+        : [b("δ = dL/da ⊙ f′(z)"), `, f′(z) = ${deriv}; dL/da comes from the layer after`];
+
+      const penalty = back.penalty_weight ? [" + the ", e.regularization.toUpperCase(), " term (in the gradient)"] : [];
+      const matrices = [
+        matrixTable([b("W"), " (before the step)"], layer.weight, unitNames, prevNames),
+        matrixTable([b("dL/dW = δᵀ·a"), b(sub(li)), B > 1 ? " (Σ batch)" : "", ...penalty], back.grad_weight, unitNames, prevNames, "delta"),
+        matrixTable([b("W′"), " (after the step)"], uw.after, unitNames, prevNames, "after"),
+      ];
+      if (back.penalty_weight) matrices.splice(2, 0, matrixTable([b(`${e.regularization.toUpperCase()} term`), ` (rate ${e.reg_rate}) in dL/dW`], back.penalty_weight, unitNames, prevNames));
+      if (e.optimizer === "adam") {
+        matrices.push(matrixTable([b("m"), " (after)"], uw.m, unitNames, prevNames));
+        matrices.push(matrixTable([b("v"), " (after)"], uw.v, unitNames, prevNames));
+        matrices.push(matrixTable([b("W′ − W")], uw.update, unitNames, prevNames));
+      } else if (e.optimizer === "momentum") {
+        matrices.push(matrixTable([b("buf"), ` = ${uw.momentum ?? 0.9}·buf + dL/dW (after)`], uw.buffer, unitNames, prevNames));
+      }
+      cards.push(
+        el(
+          "section",
+          { className: "xcard", id: `explain-layer-${col}` },
+          el("h4", {}, out ? "output " : `layer ${col} `, el("code", {}, `${layer.linear}.Linear ${nIn} → ${nOut}${act ? ` + ${act}` : ""}`)),
+          el("p", { className: "formula" }, "forward: ", ...forward, " · backward: ", ...backwardText),
+          el("table", { className: "xtable" }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)),
+          el("p", { className: "formula" }, "update: ", b(updateRule(e, uw)), " (the same for b)"),
+          el("div", { className: "matrices" }, ...matrices),
+          adamLine(e, ub, "b"),
+        ),
+      );
+    }
+
+    const lossName = e.loss_fn === "BCEWithLogitsLoss" ? "−[t·log p + (1 − t)·log(1 − p)]" : "−log p_t";
+    const loss = el(
+      "p",
+      { className: "loss-line" },
+      "Loss ",
+      el("code", {}, e.loss_fn),
+      `: L = mean over the batch of ${lossName} = `,
+      el("b", { id: "explain-loss", title: String(e.loss), "data-value": String(e.loss) }, fmtNum(e.loss)),
+      B > 1 ? ` (B = ${B})` : " (B = 1)",
+    );
+    box.replaceChildren(summary, el("div", { className: "cards" }, ...cards), loss);
+  }
+
+  function updateRule(e, u) {
+    if (e.optimizer === "adam") {
+      const [b1, b2] = u.betas || [0.9, 0.999];
+      return (
+        `m = ${b1}·m + ${Number((1 - b1).toFixed(6))}·g, v = ${b2}·v + ${Number((1 - b2).toFixed(6))}·g², ` +
+        `W′ = W − lr·m̂/(√v̂ + ε) with m̂ = m/(1 − ${b1}^t), v̂ = v/(1 − ${b2}^t), t = ${u.step}, lr = ${e.lr}, ε = ${u.eps}`
+      );
+    }
+    if (e.optimizer === "momentum") return `buf = ${u.momentum ?? 0.9}·buf + g, W′ = W − lr·buf, lr = ${e.lr}`;
+    return `W′ = W − lr·dL/dW, lr = ${e.lr}`;
+  }
+
+  // the bias's optimizer state, one line (Adam: m, v; momentum: the buffer)
+  function adamLine(e, u, what) {
+    if (!u || (e.optimizer !== "adam" && e.optimizer !== "momentum")) return null;
+    const list = (v) => (Array.isArray(v) ? v.map(fmtNum).join(", ") : "–");
+    if (e.optimizer === "adam") {
+      return el("p", { className: "formula" }, `${what}: m = [${list(u.m)}], v = [${list(u.v)}], b′ − b = [${list(u.update)}]`);
+    }
+    return el("p", { className: "formula" }, `${what}: buf = [${list(u.buffer)}]`);
+  }
+
+  function renderGradcheck() {
+    const g = view.gradcheck;
+    if (!g) return;
+    const status = g.status || (g.passed ? "PASSED" : "FAILED");
+    const verdict = el("div", { id: "gradcheck-verdict", className: `verdict ${g.passed ? "passed" : "failed"}` }, status, el("span", { className: "muted" }, ` · ${g.verdict}`));
+    const head = el("tr", {}, ...["tensor", "shape", "checked", "kinks", "worst abs. error", "worst rel. error", ""].map((h) => el("th", {}, h)));
+    const sci = (x) => (typeof x === "number" ? x.toExponential(2) : "–");
+    const rows = (g.rows || []).map((row) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, el("code", {}, row.tensor)),
+        el("td", {}, `(${(row.shape || []).join(", ")})`),
+        el("td", {}, String(row.checked)),
+        el("td", {}, String(row.kinks)),
+        el("td", {}, sci(row.max_abs_err)),
+        el("td", {}, sci(row.max_rel_err)),
+        el("td", { className: row.status === "ok" ? "ok" : "fail" }, row.status),
+      ),
+    );
+    const note = el(
+      "p",
+      { className: "muted" },
+      `handgrad.check.gradcheck on a float64 copy of the network (input: ${g.points} training points) and of the loss. `,
+      "A kink is an element whose finite-difference step crossed a point where the function is not differentiable (ReLU at 0): not compared.",
+    );
+    $("gradcheck-result").replaceChildren(verdict, el("table", { id: "gradcheck-table" }, el("thead", {}, head), el("tbody", {}, ...rows)), note);
+  }
+
+  function renderReproduce() {
+    const r = view.reproduce;
+    if (!r) return;
+    setText("reproduce-command", r.command);
+    $("copy-command").disabled = !r.command;
+    const parts = [];
+    parts.push(`${r.epochs} epoch${r.epochs === 1 ? "" : "s"}; the page's train loss now: ${fmtNum(r.train_loss)}.`);
+    if (r.csv) parts.push(`Your points are saved in ${r.csv}.`);
+    if (!r.exact) parts.push(`Not exact: ${r.note || "this run cannot be redone by one command"}.`);
+    else if (r.note) parts.push(r.note);
+    setText("reproduce-note", parts.join(" "));
+    $("reproduce-note").classList.toggle("warn", !r.exact);
+  }
+
+  function copyCommand() {
+    const r = view.reproduce;
+    if (!r || !r.command) return;
+    const done = () => {
+      $("copy-command").textContent = "Copied";
+      setTimeout(() => ($("copy-command").textContent = "Copy"), 1500);
+    };
+    const fallback = () => {
+      // no clipboard API (not a secure context): select the text and copy it
+      const range = document.createRange();
+      range.selectNodeContents($("reproduce-command"));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      if (document.execCommand && document.execCommand("copy")) done();
+      else showError("copy: the browser refused; the command is selected, press Ctrl+C");
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(r.command).then(done, fallback);
+    else fallback();
+  }
+
   // ---------------------------------------------------------------- start
-  window.playground = { view, send, stats }; // for the browser test and for what comes next
+  window.playground = { view, send, receive, stats }; // for the browser test (and the console)
   wireControls();
   renderStatus();
   connect();
