@@ -3,12 +3,14 @@
 Importing this package imports every public module in it, which registers the built-in
 experiments; ``names()`` lists them and ``get(name)`` returns one. To add one, write a module
 here with ``@register(...)``: nothing else to edit. Modules that register nothing (registry,
-common, classifier) are the rooms the experiments share.
+common, classifier) are the rooms the experiments share; ``api`` registers nothing either: its
+``run(name, **overrides)`` runs one from Python and returns its results and figures as objects.
 """
 
 import importlib
 import pkgutil
 
+from handgrad.experiments.api import Results, run
 from handgrad.experiments.registry import (
     Config,
     Experiment,
@@ -40,6 +42,7 @@ _import_all()
 __all__ = [
     "Config",
     "Experiment",
+    "Results",
     "config_fields",
     "execute",
     "experiments",
@@ -51,5 +54,6 @@ __all__ = [
     "prepare_resume",
     "register",
     "resume",
+    "run",
     "start",
 ]

@@ -182,7 +182,8 @@ def fit(
         max_steps: stop after this many optimizer steps in all (the last epoch may be partial).
         resume_from: a checkpoint path or loaded mapping to continue from (written by
             ModelCheckpoint with the same model, optimizer, data and callbacks).
-        progress: show a progress bar; None: only when stderr is a terminal.
+        progress: show a progress bar; None: only when stderr is a terminal or in a Jupyter
+            notebook.
         desc: the progress bar's label.
 
     Returns:
