@@ -22,7 +22,7 @@ from itertools import count
 from numbers import Real
 from operator import attrgetter
 
-__all__ = ["Value", "paused_gc", "topological_order", "vsum"]
+__all__ = ["Value", "make_node", "paused_gc", "sum_nodes", "topological_order", "vsum"]
 
 # Creation order is a topological order: a node is always created after its inputs.
 _next_id = count().__next__
@@ -46,8 +46,10 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _node(data: float, prev: tuple, local: tuple, op: str) -> Value:
-    """Make a result Value without the checks of ``Value.__init__`` (inputs are trusted)."""
+def make_node(data: float, prev: tuple, local: tuple, op: str) -> Value:
+    """A result Value without the checks of ``Value.__init__``: the fast path for building an
+    operation (``prev`` its input Values, ``local`` d out / d input for each); inputs are
+    trusted, so only code that has already checked them (the engine, ``scalar.nn``) uses it."""
     v = _new(Value)
     v.data = data
     v.grad = 0.0
@@ -63,7 +65,7 @@ def _as_value(x: object, where: str) -> Value:
     if isinstance(x, Value):
         return x
     if isinstance(x, Real):
-        return _node(float(x), (), (), "")
+        return make_node(float(x), (), (), "")
     raise TypeError(f"Value.{where}: operand must be a Value or a real number, got {x!r}")
 
 
@@ -101,14 +103,14 @@ class Value:
     def __add__(self, other: Value | float) -> Value:
         if not isinstance(other, Value):
             other = _as_value(other, "__add__")
-        return _node(self.data + other.data, (self, other), (1.0, 1.0), "+")
+        return make_node(self.data + other.data, (self, other), (1.0, 1.0), "+")
 
     __radd__ = __add__
 
     def __sub__(self, other: Value | float) -> Value:
         if not isinstance(other, Value):
             other = _as_value(other, "__sub__")
-        return _node(self.data - other.data, (self, other), (1.0, -1.0), "-")
+        return make_node(self.data - other.data, (self, other), (1.0, -1.0), "-")
 
     def __rsub__(self, other: float) -> Value:
         return _as_value(other, "__rsub__") - self
@@ -117,7 +119,7 @@ class Value:
         if not isinstance(other, Value):
             other = _as_value(other, "__mul__")
         # d(ab)/da = b, d(ab)/db = a
-        return _node(self.data * other.data, (self, other), (other.data, self.data), "*")
+        return make_node(self.data * other.data, (self, other), (other.data, self.data), "*")
 
     __rmul__ = __mul__
 
@@ -128,13 +130,13 @@ class Value:
         if b == 0.0:
             raise ZeroDivisionError(f"Value.__truediv__: division by zero ({a!r} / 0.0)")
         # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
-        return _node(a / b, (self, other), (1.0 / b, -a / (b * b)), "/")
+        return make_node(a / b, (self, other), (1.0 / b, -a / (b * b)), "/")
 
     def __rtruediv__(self, other: float) -> Value:
         return _as_value(other, "__rtruediv__") / self
 
     def __neg__(self) -> Value:
-        return _node(-self.data, (self,), (-1.0,), "neg")
+        return make_node(-self.data, (self,), (-1.0,), "neg")
 
     def __pos__(self) -> Value:
         return self
@@ -155,14 +157,14 @@ class Value:
             raise ValueError(f"Value.__pow__: 0.0 ** {p!r} has no finite derivative")
         # d x^p / dx = p x^(p-1)
         local = 0.0 if p == 0.0 else p * x ** (p - 1.0)
-        return _node(x**p, (self,), (local,), f"**{p:g}")
+        return make_node(x**p, (self,), (local,), f"**{p:g}")
 
     def __rpow__(self, base: float) -> Value:
         if isinstance(base, bool) or not isinstance(base, Real) or base <= 0:
             raise ValueError(f"Value.__rpow__: base must be a positive number, got {base!r}")
         # c^x = exp(x ln c), so d c^x / dx = c^x ln c
         out = float(base) ** self.data
-        return _node(out, (self,), (out * math.log(base),), f"{float(base):g}**")
+        return make_node(out, (self,), (out * math.log(base),), f"{float(base):g}**")
 
     # -- functions ------------------------------------------------------------------------------
     def exp(self) -> Value:
@@ -170,17 +172,17 @@ class Value:
             e = math.exp(self.data)
         except OverflowError:  # as torch: exp of a large number is inf
             e = math.inf
-        return _node(e, (self,), (e,), "exp")  # d e^x / dx = e^x
+        return make_node(e, (self,), (e,), "exp")  # d e^x / dx = e^x
 
     def log(self) -> Value:
         x = self.data
         if x <= 0.0:
             raise ValueError(f"Value.log: input must be > 0, got {x!r}")
-        return _node(math.log(x), (self,), (1.0 / x,), "log")
+        return make_node(math.log(x), (self,), (1.0 / x,), "log")
 
     def tanh(self) -> Value:
         t = math.tanh(self.data)
-        return _node(t, (self,), (1.0 - t * t,), "tanh")  # written from the output
+        return make_node(t, (self,), (1.0 - t * t,), "tanh")  # written from the output
 
     def sigmoid(self) -> Value:
         x = self.data
@@ -190,21 +192,21 @@ class Value:
         else:
             e = math.exp(x)
             s = e / (1.0 + e)
-        return _node(s, (self,), (s * (1.0 - s),), "sigmoid")
+        return make_node(s, (self,), (s * (1.0 - s),), "sigmoid")
 
     def relu(self) -> Value:
         x = self.data
         # the derivative at 0 is taken as 0, as in PyTorch
         if x > 0.0:
-            return _node(x, (self,), (1.0,), "relu")
-        return _node(0.0, (self,), (0.0,), "relu")
+            return make_node(x, (self,), (1.0,), "relu")
+        return make_node(0.0, (self,), (0.0,), "relu")
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
         x = self.data
         # at 0 the slope is negative_slope, as in PyTorch
         if x > 0.0:
-            return _node(x, (self,), (1.0,), "leaky_relu")
-        return _node(negative_slope * x, (self,), (float(negative_slope),), "leaky_relu")
+            return make_node(x, (self,), (1.0,), "leaky_relu")
+        return make_node(negative_slope * x, (self,), (float(negative_slope),), "leaky_relu")
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Value:
         """log(1 + exp(beta x)) / beta; linear (x) where beta x > threshold, as in PyTorch."""
@@ -212,7 +214,7 @@ class Value:
             raise ValueError(f"Value.softplus: beta must be > 0, got {beta!r}")
         bx = beta * self.data
         if bx > threshold:
-            return _node(self.data, (self,), (1.0,), "softplus")
+            return make_node(self.data, (self,), (1.0,), "softplus")
         # log1p(exp(bx)) written as max(bx, 0) + log1p(exp(-|bx|)) so exp never overflows
         out = (max(bx, 0.0) + math.log1p(math.exp(-abs(bx)))) / beta
         if bx >= 0.0:
@@ -220,7 +222,7 @@ class Value:
         else:
             e = math.exp(bx)
             s = e / (1.0 + e)
-        return _node(out, (self,), (s,), "softplus")  # d/dx = sigmoid(beta x)
+        return make_node(out, (self,), (s,), "softplus")  # d/dx = sigmoid(beta x)
 
     # -- backward -------------------------------------------------------------------------------
     def backward(self, gradient: float = 1.0) -> None:
@@ -318,10 +320,10 @@ def vsum(values: Iterable[Value | float]) -> Value:
     items = [v if isinstance(v, Value) else _as_value(v, "vsum") for v in values]
     if not items:
         raise ValueError("vsum: needs at least one value, got an empty sequence")
-    return _sum(items)
+    return sum_nodes(items)
 
 
-def _sum(items: list[Value]) -> Value:
-    """``vsum`` without the checks: ``items`` is a non-empty list of Values."""
+def sum_nodes(items: list[Value]) -> Value:
+    """:func:`vsum` without the checks: ``items`` must be a non-empty list of Values."""
     n = len(items)
-    return _node(sum([v.data for v in items]), tuple(items), (1.0,) * n, "sum")
+    return make_node(sum([v.data for v in items]), tuple(items), (1.0,) * n, "sum")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._util import RNGLike, as_rng
-from handgrad.scalar.engine import Value, _node, _sum, vsum
+from handgrad.scalar.engine import Value, make_node, sum_nodes, vsum
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Neuron", "cross_entropy", "softmax"]
 
@@ -82,7 +82,7 @@ class Neuron:
         # inputs already checked and converted by the caller
         products = [wi * xi for wi, xi in zip(self.w, xs)]  # noqa: B905 (lengths checked)
         products.append(self.b)
-        z = _sum(products)
+        z = sum_nodes(products)
         return z if self._act is None else self._act(z)
 
     def parameters(self) -> list[Value]:
@@ -282,7 +282,7 @@ def _cross_entropy_one(logits: Sequence[Value], target: Any, i: int | None) -> V
     loss = sum(y * (lse - z.data) for y, z in zip(ys, zs, strict=True))  # -sum_i y_i log p_i
     # d loss / d z_i = p_i * sum(y) - y_i, i.e. p - y for a one-hot or probability target
     local = tuple(e / total * ysum - y for e, y in zip(exps, ys, strict=True))
-    return _node(loss, tuple(zs), local, "cross_entropy")
+    return make_node(loss, tuple(zs), local, "cross_entropy")
 
 
 def cross_entropy(
@@ -313,5 +313,5 @@ def cross_entropy(
         raise ValueError(f"cross_entropy: got {n} samples but {len(target)} targets")
     pairs = enumerate(zip(logits, target, strict=True))
     losses = [_cross_entropy_one(z, t, i) for i, (z, t) in pairs]
-    total = _sum(losses)
+    total = sum_nodes(losses)
     return total * (1.0 / n) if reduction == "mean" else total
