@@ -3,8 +3,9 @@
 :func:`run_classifier` does what every image-classification experiment does: load the train and
 test splits, standardise them per channel (``standardize``), hold out ``val_size`` training
 images, build the network and the optimizer the config names, train with cross-entropy
-(:func:`train_classifier`: curves and predictions figures), and say in the report whether the
-:class:`Target` was reached. An experiment module adds its config dataclass, a
+(:func:`train_classifier`: curves, predictions, misclassified examples and the test set's
+confusion matrix, with a table of the most-confused pairs in the report), and say in the
+report whether the :class:`Target` was reached. An experiment module adds its config dataclass, a
 :class:`Classifier` and a three-line run function (``digits_mlp.py`` is the shortest).
 
 The config's fields decide the rest. Every classifier config has ``epochs`` (or ``steps``: a
@@ -43,6 +44,9 @@ __all__ = [
     "Network",
     "Target",
     "check_layer_spec",
+    "confused_pairs",
+    "confusion_matrix",
+    "confusion_table",
     "conv_net",
     "describe",
     "run_classifier",
@@ -110,6 +114,55 @@ class Classifier:
     test_curves: bool = False
 
 
+# -- scoring: the confusion matrix ---------------------------------------------------------
+def confusion_matrix(labels: Any, predicted: Any, num_classes: int) -> np.ndarray:
+    """Counts (K, K): ``[i, j]`` is how many examples of true class i were predicted as j.
+
+    >>> confusion_matrix([0, 0, 1, 2, 2], [0, 1, 1, 2, 1], 3).tolist()
+    [[1, 1, 0], [0, 1, 0], [0, 1, 1]]
+    """
+    y = np.asarray(labels).astype(np.intp, copy=False).ravel()
+    p = np.asarray(predicted).astype(np.intp, copy=False).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"confusion_matrix: {len(y)} labels but {len(p)} predictions")
+    for name, v in (("label", y), ("prediction", p)):
+        if v.size and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(f"confusion_matrix: a {name} outside 0..{num_classes - 1}")
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y, p), 1)
+    return counts
+
+
+def confused_pairs(counts: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
+    """The ``k`` largest off-diagonal cells as ``(true, predicted, count)``, largest first
+    (ties by true class, then predicted); cells with no examples are left out."""
+    off = np.array(counts, dtype=np.int64)
+    np.fill_diagonal(off, 0)
+    i, j = np.nonzero(off)
+    order = np.lexsort((j, i, -off[i, j]))[:k]
+    return [(int(i[o]), int(j[o]), int(off[i[o], j[o]])) for o in order]
+
+
+def confusion_table(counts: np.ndarray, classes: Sequence[str], k: int = 5) -> str:
+    """The report's paragraph: the most-confused pairs as a Markdown table."""
+    counts = np.asarray(counts)
+    wrong = int(counts.sum() - np.trace(counts))
+    head = f"Most-confused pairs on the test set ({wrong} of {int(counts.sum())} wrong):"
+    pairs = confused_pairs(counts, k)
+    if not pairs:
+        return f"{head} none."
+    totals = counts.sum(axis=1)
+    lines = [
+        head,
+        "",
+        "| true | predicted as | count | share of the true class |",
+        "|---|---|---|---|",
+    ]
+    for i, j, n in pairs:
+        lines.append(f"| {classes[i]} | {classes[j]} | {n} | {n / totals[i]:.1%} |")
+    return "\n".join(lines)
+
+
 # -- training and scoring ------------------------------------------------------------------
 def train_classifier(
     run: Run,
@@ -154,14 +207,35 @@ def train_classifier(
         viz.plot_history(history, title=title, val_label=val_label),
         "loss and accuracy per epoch (train: running mean over the epoch)",
     )
+    # every test prediction (batches of 1024: a CNN's im2col of 8192 images is large)
+    predicted = predict_proba(model, test[0], batch_size=1024).argmax(axis=1)
+    counts = confusion_matrix(test[1], predicted, len(classes))
+    run.save_figure(
+        "confusion",
+        viz.plot_confusion(counts, classes, title=f"test set: {title}"),
+        "confusion matrix on the test set: rows the true class, columns the predicted one",
+    )
+    run.notes.append(confusion_table(counts, classes))
     if test_images is not None:
         k = min(16, len(test_images))
-        predicted = predict_proba(model, test[0][:k]).argmax(axis=1)
         run.save_figure(
             "predictions",
-            viz.plot_image_predictions(test_images[:k], test[1][:k], predicted, classes),
+            viz.plot_image_predictions(test_images[:k], test[1][:k], predicted[:k], classes),
             f"the first {k} test images: predicted (true), wrong in red",
         )
+        wrong = np.flatnonzero(predicted != np.asarray(test[1]))[:16]
+        if len(wrong):
+            run.save_figure(
+                "mistakes",
+                viz.plot_image_predictions(
+                    test_images[wrong],
+                    np.asarray(test[1])[wrong],
+                    predicted[wrong],
+                    classes,
+                    title="misclassified: predicted (true)",
+                ),
+                f"the first {len(wrong)} misclassified test images: predicted (true class)",
+            )
     results: dict[str, float] = {
         "test_accuracy": scores["accuracy"],
         "test_loss": scores["loss"],

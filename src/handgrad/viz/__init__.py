@@ -4,6 +4,7 @@ from handgrad.viz.maps import ProbabilityGrid, data_extent, probability_grid
 from handgrad.viz.monitors import plot_monitors
 from handgrad.viz.plots import (
     figure,
+    plot_confusion,
     plot_curves,
     plot_history,
     plot_image_predictions,
@@ -16,6 +17,7 @@ __all__ = [
     "ProbabilityGrid",
     "data_extent",
     "figure",
+    "plot_confusion",
     "plot_curves",
     "plot_history",
     "plot_image_predictions",

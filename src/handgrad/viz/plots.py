@@ -18,6 +18,7 @@ from handgrad.viz.maps import ProbabilityGrid
 
 __all__ = [
     "figure",
+    "plot_confusion",
     "plot_curves",
     "plot_history",
     "plot_image_predictions",
@@ -319,4 +320,36 @@ def plot_image_predictions(
             color="tab:red" if wrong else "black",
         )
     fig.suptitle(title or "predicted (true); wrong in red")
+    return fig
+
+
+def plot_confusion(counts: np.ndarray, classes: Sequence[str], *, title: str = "") -> Any:
+    """A confusion matrix (K, K) of counts, rows the true class and columns the predicted one:
+    each cell shaded by its share of the true class's examples and labelled with its count."""
+    counts = np.asarray(counts)
+    K = len(classes)
+    if counts.shape != (K, K):
+        raise ValueError(f"plot_confusion: counts of shape {counts.shape} for {K} classes")
+    totals = counts.sum(axis=1, keepdims=True)
+    share = counts / np.maximum(totals, 1)
+    side = max(4.0, 0.55 * K + 2.0)
+    fig, ax = figure(figsize=(side + 0.8, side))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    for i in range(K):
+        for j in range(K):
+            ax.text(
+                j,
+                i,
+                str(int(counts[i, j])),
+                ha="center",
+                va="center",
+                fontsize="x-small" if K > 6 else "small",
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(K), [str(c) for c in classes], rotation=45, ha="right")
+    ax.set_yticks(range(K), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
     return fig
