@@ -33,12 +33,19 @@ from handgrad.data.loader import DataLoader
 from handgrad.data.mnist import read_idx
 from handgrad.data.points import PointsError, parse_points_csv, read_points_csv, write_points_csv
 from handgrad.data.toy import synth_rule
-from handgrad.data.transforms import Standardizer, standardize
+from handgrad.data.transforms import (
+    Compose,
+    RandomHorizontalFlip,
+    RandomShift,
+    Standardizer,
+    standardize,
+)
 
 __all__ = [
     "ENV_VAR",
     "OFFLINE_ENV",
     "SPLITS",
+    "Compose",
     "DataError",
     "DataLoader",
     "DataWarning",
@@ -47,6 +54,8 @@ __all__ = [
     "DownloadError",
     "OfflineError",
     "PointsError",
+    "RandomHorizontalFlip",
+    "RandomShift",
     "Standardizer",
     "default_data_dir",
     "fetch_all",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,13 +23,24 @@ class DataLoader:
         batch_size: samples per batch (the last one may be smaller unless ``drop_last``).
         shuffle: draw a fresh order every epoch from ``self.rng``; otherwise keep the order.
         drop_last: skip a final batch smaller than ``batch_size``.
-        rng: Generator, seed or None, used for shuffling only.
+        rng: Generator, seed or None, used for shuffling and by ``transform``.
+        transform: None, or a callable ``transform(xb, rng) -> xb`` applied to every batch
+            of X (random augmentation, e.g. ``Compose(RandomShift(2),
+            RandomHorizontalFlip())`` from :mod:`handgrad.data.transforms`); it draws from
+            ``self.rng``, so a checkpoint of the loader's generator replays it too.
 
     Each ``iter(loader)`` is one epoch: with ``shuffle`` it draws exactly one permutation of
     N from ``self.rng`` at that moment, so saving ``loader.rng.bit_generator.state`` (or
     ``state_dict()``) before an epoch and restoring it later replays that epoch's order.
     Shuffled batches are copies (fancy indexing); unshuffled ones are views into X and y.
     ``len(loader)`` is the number of batches per epoch.
+
+    Examples:
+        >>> X, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+        >>> [yb.tolist() for _, yb in DataLoader(X, y, batch_size=2, shuffle=False)]
+        [[0, 1], [2, 3], [4]]
+        >>> len(DataLoader(X, y, batch_size=2, drop_last=True))
+        2
     """
 
     def __init__(
@@ -40,6 +51,7 @@ class DataLoader:
         shuffle: bool = True,
         drop_last: bool = False,
         rng: RNGLike = None,
+        transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
     ) -> None:
         if isinstance(X, Dataset):
             if y is not None:
@@ -72,6 +84,9 @@ class DataLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.rng = check_rng("DataLoader", rng)
+        if transform is not None and not callable(transform):
+            raise ValueError(f"DataLoader: transform must be callable or None, got {transform!r}")
+        self.transform = transform
 
     def __len__(self) -> int:
         n = len(self.X)
@@ -88,10 +103,11 @@ class DataLoader:
         stop = n - n % bs if self.drop_last else n
         for start in range(0, stop, bs):
             if order is None:
-                yield self.X[start : start + bs], self.y[start : start + bs]
+                xb, yb = self.X[start : start + bs], self.y[start : start + bs]
             else:
                 idx = order[start : start + bs]
-                yield self.X[idx], self.y[idx]
+                xb, yb = self.X[idx], self.y[idx]
+            yield (xb if self.transform is None else self.transform(xb, self.rng)), yb
 
     def state_dict(self) -> dict[str, Any]:
         """The generator state, to resume shuffling exactly (``load_state_dict``)."""
@@ -105,5 +121,7 @@ class DataLoader:
     def __repr__(self) -> str:
         return (
             f"DataLoader(N={len(self.X)}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"drop_last={self.drop_last})"
+            f"drop_last={self.drop_last}"
+            + ("" if self.transform is None else f", transform={self.transform!r}")
+            + ")"
         )

@@ -1,4 +1,5 @@
-"""Standardisation: subtract a mean and divide by a standard deviation, fitted on train data."""
+"""Standardisation (a mean and a standard deviation fitted on train data) and the random
+augmentations a DataLoader applies to each training batch (shifts and horizontal flips)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Standardizer", "standardize"]
+__all__ = ["Compose", "RandomHorizontalFlip", "RandomShift", "Standardizer", "standardize"]
 
 _PER = ("auto", "feature", "channel", "global")
 
@@ -153,3 +154,103 @@ class Standardizer:
     def __repr__(self) -> str:
         fitted = "" if self.mean is None else f", fitted {self.mode} {self.mean.shape}"
         return f"Standardizer(per={self.per!r}{fitted})"
+
+
+# -- augmentation: callables (batch, rng) -> batch, for DataLoader(transform=...) -------------
+def _check_images(who: str, X: np.ndarray) -> None:
+    if X.ndim != 4:
+        raise ValueError(f"{who}: expected a batch of images (N, C, H, W), got shape {X.shape}")
+
+
+class RandomShift:
+    """Translate each image of a batch by its own random offset of up to ``max_shift`` pixels
+    along H and W (uniform over ``-max_shift .. max_shift``); the pixels moved in repeat the
+    edge (``mode='edge'``), which for MNIST-like images is background whatever the scaling.
+
+    Examples:
+        >>> t = RandomShift(1)
+        >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+        >>> t(x, np.random.default_rng(0)).shape
+        (1, 1, 3, 3)
+        >>> RandomShift(0)(x, np.random.default_rng(0)).tolist() == x.tolist()  # no shift
+        True
+    """
+
+    def __init__(self, max_shift: int) -> None:
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)):
+            raise ValueError(f"RandomShift: max_shift must be an int >= 0, got {max_shift!r}")
+        if max_shift < 0:
+            raise ValueError(f"RandomShift: max_shift must be an int >= 0, got {max_shift!r}")
+        self.max_shift = int(max_shift)
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _check_images("RandomShift", X)
+        k = self.max_shift
+        if k == 0:
+            return X
+        N, _, H, W = X.shape
+        padded = np.pad(X, ((0, 0), (0, 0), (k, k), (k, k)), mode="edge")
+        # image n is read from the window starting at (dy[n], dx[n]) of its padded copy: a
+        # window start of k is no shift, 0 moves the content down/right by k
+        dy, dx = rng.integers(0, 2 * k + 1, size=(2, N))
+        out = np.empty_like(X)
+        for a in range(2 * k + 1):  # one fancy-indexed copy per distinct offset, not per image
+            for b in range(2 * k + 1):
+                idx = np.flatnonzero((dy == a) & (dx == b))
+                if len(idx):
+                    out[idx] = padded[idx, :, a : a + H, b : b + W]
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomShift({self.max_shift})"
+
+
+class RandomHorizontalFlip:
+    """Mirror each image left-right with probability ``p`` (a label-preserving change for
+    clothes and most objects; not for digits).
+
+    Examples:
+        >>> x = np.arange(6.0).reshape(1, 1, 2, 3)
+        >>> RandomHorizontalFlip(1.0)(x, np.random.default_rng(0))[0, 0].tolist()
+        [[2.0, 1.0, 0.0], [5.0, 4.0, 3.0]]
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1):
+            raise ValueError(f"RandomHorizontalFlip: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        _check_images("RandomHorizontalFlip", X)
+        flip = rng.random(len(X)) < self.p
+        out = np.array(X, copy=True)
+        out[flip] = X[flip][..., ::-1]
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p:g})"
+
+
+class Compose:
+    """Apply several batch transforms in turn, each drawing from the same generator.
+
+    Examples:
+        >>> t = Compose(RandomHorizontalFlip(1.0), RandomHorizontalFlip(1.0))
+        >>> x = np.arange(4.0).reshape(1, 1, 2, 2)
+        >>> t(x, np.random.default_rng(0)).tolist() == x.tolist()  # two flips undo each other
+        True
+    """
+
+    def __init__(self, *transforms: Any) -> None:
+        for t in transforms:
+            if not callable(t):
+                raise ValueError(f"Compose: every transform must be callable, got {t!r}")
+        self.transforms = transforms
+
+    def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for t in self.transforms:
+            X = t(X, rng)
+        return X
+
+    def __repr__(self) -> str:
+        return "Compose(" + ", ".join(map(repr, self.transforms)) + ")"

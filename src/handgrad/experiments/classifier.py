@@ -32,7 +32,15 @@ import numpy as np
 import handgrad.nn as nn
 import handgrad.optim as optim
 from handgrad import viz
-from handgrad.data import DataLoader, Dataset, Standardizer, load
+from handgrad.data import (
+    Compose,
+    DataLoader,
+    Dataset,
+    RandomHorizontalFlip,
+    RandomShift,
+    Standardizer,
+    load,
+)
 from handgrad.experiments.common import mlp, optimizer_for, predict_proba, split_validation
 from handgrad.experiments.registry import check
 from handgrad.train import Callback, LRSchedulerCallback, Run, evaluate
@@ -181,15 +189,19 @@ def train_classifier(
     callbacks: Sequence[Callback] = (),
     test_images: np.ndarray | None = None,
     val_label: str = "validation",
+    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Train a classifier with cross-entropy on ``train``, score it on ``val`` after every epoch
     and on ``test`` at the end; save the curves (and predictions on test images).
+    ``transform`` (random augmentation) is applied to every training batch, never to val/test.
 
     Returns the final numbers: train/val (of the last epoch) and test loss and accuracy, the
     epochs and steps done, and the training time in seconds.
     """
     loss_fn = nn.CrossEntropyLoss()
-    loader = DataLoader(train[0], train[1], batch_size=batch_size, shuffle=True, rng=rng)
+    loader = DataLoader(
+        train[0], train[1], batch_size=batch_size, shuffle=True, rng=rng, transform=transform
+    )
     history = run.fit(
         model,
         loss_fn,
@@ -309,11 +321,24 @@ def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
         callbacks=schedule_callbacks(opt, getattr(cfg, "schedule", "constant"), total_steps),
         title=spec.title.format(cfg=cfg, net=spec.network.describe(cfg, shape, K)),
         test_images=test.X,
+        transform=augmentation(cfg),
     )
     target = spec.target
     full = target.full is None or target.full(cfg, len(train), len(test))
     run.notes.append(target.note(results, full=full, cfg=cfg, n_train=len(X_tr), n_test=len(test)))
     return results
+
+
+def augmentation(cfg: Any) -> Compose | None:
+    """The training batches' random augmentation from the optional config fields ``shift``
+    (max pixels of a random translation) and ``flip`` (mirror left-right with probability 1/2);
+    None when both are off."""
+    steps: list[Any] = []
+    if getattr(cfg, "shift", 0):
+        steps.append(RandomShift(cfg.shift))
+    if getattr(cfg, "flip", False):
+        steps.append(RandomHorizontalFlip())
+    return Compose(*steps) if steps else None
 
 
 # -- networks ------------------------------------------------------------------------------

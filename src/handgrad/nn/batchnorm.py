@@ -18,6 +18,7 @@ from handgrad._validate import (
     check_positive_int,
     check_range,
 )
+from handgrad.nn._common import channel_sum
 from handgrad.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -94,19 +95,21 @@ class _BatchNorm(Module):
                     f"{self}: expected more than 1 value per channel when training, "
                     f"got input of shape {x.shape}"
                 )
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)  # biased, used to normalise
+            mean = channel_sum(x) / m
+            xc = x - mean.reshape(bshape)  # centred: x's memory layout (K order)
+            var = channel_sum(xc, xc) / m  # biased, used to normalise
             if self.training and self.track_running_stats:
                 self._update_running(mean, var * (m / (m - 1)))
         else:
             mean, var = self.running_mean, self.running_var
-        invstd = 1.0 / np.sqrt(var + self.eps)  # (C,)
-        xhat = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
-        self._cache = (xhat, invstd.astype(x.dtype, copy=False), axes, bshape, use_batch, x, mean)
-        if not self.affine:
-            return xhat
-        out = xhat * self.weight.data.reshape(bshape)
-        if self.bias is not None:
+            xc = x - mean.reshape(bshape).astype(x.dtype, copy=False)
+        invstd = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)  # (C,)
+        # out = xhat * gamma + beta with xhat = xc * invstd, in two passes over xc: xhat itself
+        # is never stored (backward needs only xc and invstd)
+        scale = invstd * self.weight.data if self.affine else invstd
+        self._cache = (xc, invstd, axes, bshape, use_batch)
+        out = xc * scale.reshape(bshape)
+        if self.affine and self.bias is not None:
             out += self.bias.data.reshape(bshape)
         return out
 
@@ -120,32 +123,39 @@ class _BatchNorm(Module):
         self.running_var += mom * unbiased_var
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        xhat, invstd, axes, bshape, use_batch, x, mean = self._saved(self._cache)
-        if grad_out.shape != xhat.shape:
-            raise ValueError(f"{self}: expected grad_out {xhat.shape}, got {grad_out.shape}")
+        xc, invstd, axes, bshape, use_batch = self._saved(self._cache)
+        if grad_out.shape != xc.shape:
+            raise ValueError(f"{self}: expected grad_out {xc.shape}, got {grad_out.shape}")
+        # the two sums every term below needs, per channel: sum(grad_out) and
+        # sum(grad_out * xc), so sum(grad_out * xhat) = invstd * sum(grad_out * xc)
+        sum_g = channel_sum(grad_out)
+        sum_gxhat = invstd * channel_sum(grad_out, xc)
+        gamma = self.weight.data if self.affine else np.ones_like(invstd)
         if self.affine:
-            self.weight.grad += (grad_out * xhat).sum(axis=axes)
+            self.weight.grad += sum_gxhat
             if self.bias is not None:
-                self.bias.grad += grad_out.sum(axis=axes)
-            g = grad_out * self.weight.data.reshape(bshape)  # dL/dxhat
-        else:
-            g = grad_out
+                self.bias.grad += sum_g
         if not use_batch:  # fixed statistics: a per-channel affine map
-            return g * invstd.reshape(bshape)
+            return grad_out * (gamma * invstd).reshape(bshape)
         if self.backward_form == "staged":
-            return self._backward_staged(g, x, mean, invstd, axes, bshape)
-        # Compact closed form: with m values per channel,
-        # dx = invstd / m * (m g - sum(g) - xhat * sum(g xhat))
-        m = xhat.size // self.num_features
-        sum_g = g.sum(axis=axes).reshape(bshape)
-        sum_gx = (g * xhat).sum(axis=axes).reshape(bshape)
-        return (invstd.reshape(bshape) / m) * (m * g - sum_g - xhat * sum_gx)
+            g = grad_out * gamma.reshape(bshape)  # dL/dxhat
+            return self._backward_staged(g, xc, invstd, axes, bshape)
+        # Compact closed form: with m values per channel and g = gamma * grad_out = dL/dxhat,
+        #   dx = invstd / m * (m g - sum(g) - xhat * sum(g xhat)),
+        # which, with xhat = xc * invstd, is a per-channel a * grad_out + b * xc + c:
+        m = xc.size // self.num_features
+        a = gamma * invstd
+        b = -a * invstd * sum_gxhat / m
+        c = -a * sum_g / m
+        dx = grad_out * a.reshape(bshape)
+        dx += xc * b.reshape(bshape)
+        dx += c.reshape(bshape)
+        return dx
 
-    def _backward_staged(self, g, x, mean, invstd, axes, bshape) -> np.ndarray:
+    def _backward_staged(self, g, xc, invstd, axes, bshape) -> np.ndarray:
         """The chain rule one node at a time (xc = x - mu, var, invstd, xhat = xc * invstd):
         the form a student derives first. Gives the same result as the compact form."""
-        m = x.size // self.num_features
-        xc = x - mean.reshape(bshape)
+        m = xc.size // self.num_features
         istd = invstd.reshape(bshape)
         d_invstd = (g * xc).sum(axis=axes).reshape(bshape)  # xhat = xc * invstd
         d_xc = g * istd
