@@ -2,10 +2,13 @@
 
     python bench/run.py [--quick]
 
-Each benchmark is a plain script that runs handgrad and its baseline (PyTorch CPU, or a plain
-reference) side by side in one process and prints the ratio; this only calls them in turn, in
-separate processes so that one's thread pools do not disturb the next. ``--quick`` uses smaller
-sizes (a smoke run, not numbers to quote).
+Each benchmark is a plain script that runs handgrad and its baseline (PyTorch CPU, micrograd,
+scikit-learn, a plain NumPy loop or a plain reference) side by side in one process and prints
+the ratio; this only calls them in turn, in separate processes so that one's thread pools do
+not disturb the next. The last, ``bench_peers.py``, also writes its table of every comparison
+with the real peers to ``bench/results/peers.md`` (``peers-quick.md`` with ``--quick``).
+``--quick`` uses smaller sizes (a smoke run, not numbers to quote). The peers come from the
+bench's own environment: ``pip install -r bench/requirements.txt``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_mlp.py", [], ["--samples", "6400", "--repeats", "1"]),
     ("bench_cnn.py", [], ["--images", "640", "--rounds", "1"]),
     ("bench_layers.py", [], ["--repeats", "5", "--block", "5"]),
-    ("bench_scalar.py", [], []),
+    ("bench_scalar.py", [], ["--repeat", "3"]),
+    ("bench_peers.py", [], ["--quick"]),
 ]
 
 
