@@ -13,6 +13,7 @@ from handgrad.data import download as download_mod
 from handgrad.data import mnist as mnist_mod
 from handgrad.experiments import make_config, start
 from handgrad.experiments.classifier import confused_pairs, confusion_matrix, confusion_table
+from handgrad.train import Callback
 from test_experiments import PNG, write_mnist
 
 
@@ -99,7 +100,16 @@ def test_fashion_mlp_on_tiny_idx_files(tiny_fashion, tmp_path):
 
 def test_fashion_cnn_on_tiny_idx_files(tiny_fashion, tmp_path):
     overrides = {**tiny_fashion, "epochs": 2, "layers": "4,M", "hidden": (16,), "val_size": 44}
-    run, results = start("fashion-cnn", overrides, out=tmp_path / "runs")
+    # with the augmentation switched on: the training batches are shifted and mirrored
+    overrides.update(shift=1, flip=True)
+    seen = []
+
+    class Layers(Callback):
+        def on_train_begin(self, state):
+            seen.extend(type(m).__name__ for m in state.model.modules())
+
+    run, results = start("fashion-cnn", overrides, out=tmp_path / "runs", callbacks=[Layers()])
+    assert seen.count("BatchNorm2d") == 1  # after the one convolution, by default
     check_classifier_report(run, results)
     assert run.history[-1]["step"] == 8  # 256 training images, batch 64, 2 epochs
     assert "applies to the full data" in run.report_path.read_text()
@@ -114,6 +124,7 @@ def test_fashion_defaults():
         5000,
     )
     assert (cnn.layers, cnn.hidden, cnn.schedule) == (("32", "M", "64", "M"), (128,), "cosine")
-    assert (cnn.conv_dropout, cnn.dropout, cnn.epochs) == (0.0, 0.3, 8)
+    assert (cnn.conv_dropout, cnn.dropout, cnn.epochs, cnn.batchnorm) == (0.0, 0.3, 8, True)
+    assert (cnn.shift, cnn.flip) == (0, False)  # augmentation off: it lost on validation
     with pytest.raises(ValueError, match=r"FashionCNNConfig: invalid dropout 1.0, must be in"):
         make_config("fashion-cnn", {"dropout": "1"})
