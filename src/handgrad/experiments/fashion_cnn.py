@@ -78,7 +78,7 @@ FASHION_CNN = Classifier(
 @register(
     "fashion-cnn",
     FashionCNNConfig,
-    "conv32-pool-conv64-pool-fc128 CNN on Fashion-MNIST, >= 92% test",
+    "conv32-bn-pool-conv64-bn-pool-fc128 CNN on Fashion-MNIST, >= 92% test",
     order=54,
 )
 def run_fashion_cnn(cfg: FashionCNNConfig, run: Run) -> dict[str, float]:
