@@ -314,8 +314,10 @@ def _list() -> int:
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from handgrad.experiments import registry
-    from handgrad.train import DivergenceError
+    from handgrad.train import DivergenceError, keep_freed_memory
 
+    # this command owns its process: let each step's large arrays reuse freed memory
+    keep_freed_memory()
     overrides: dict[str, Any] = registry.parse_set(args.sets)
     flags = {"epochs": args.epochs, "seed": args.seed, "data_dir": args.data_dir}
     if args.quiet:

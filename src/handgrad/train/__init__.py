@@ -16,6 +16,7 @@ from handgrad.train.callbacks import (
 )
 from handgrad.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from handgrad.train.loop import DivergenceError, evaluate, fit
+from handgrad.train.memory import keep_freed_memory
 from handgrad.train.monitors import TrainingMonitor
 from handgrad.train.runs import Run, read_run_config
 
@@ -33,6 +34,7 @@ __all__ = [
     "TrainingMonitor",
     "evaluate",
     "fit",
+    "keep_freed_memory",
     "load_checkpoint",
     "read_run_config",
     "save_checkpoint",
