@@ -26,6 +26,11 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_cnn.py", [], ["--images", "640", "--rounds", "1"]),
     ("bench_layers.py", [], ["--repeats", "5", "--block", "5"]),
     ("bench_scalar.py", [], ["--repeat", "3"]),
+    (
+        "bench_to_target.py",
+        [],
+        ["--max-train", "1024", "--max-test", "500", "--set", "val_size=128", "--epochs", "2"],
+    ),
     ("bench_peers.py", [], ["--quick"]),
 ]
 
