@@ -157,6 +157,20 @@ def markdown_table(results: Sequence[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def environment_lines(env: dict[str, str], more: Sequence[str] = ()) -> str:
+    """The Markdown list of what a report ran on (see :func:`environment`), then ``more``."""
+    lines = [
+        f"machine: {env['machine']}",
+        f"threads: {env['threads']}",
+        f"versions: {env['versions']}",
+        f"BLAS and OpenMP libraries loaded: {env['blas']}",
+        f"environment: {env['environ']}",
+        f"load average (1 min) at the start and at the end: {env['load']}",
+        *more,
+    ]
+    return "\n".join(f"- {line}" for line in lines) + "\n"
+
+
 def report_markdown(results: Sequence[Result], env: dict[str, str], quick: bool) -> str:
     """The whole report: what produced it, on what, and the table."""
     parts = [
@@ -168,20 +182,7 @@ def report_markdown(results: Sequence[Result], env: dict[str, str], quick: bool)
             "**Quick run**: small sizes and few rounds, a smoke test of the benchmark; the "
             "ratios are noisy and are not numbers to quote.\n"
         )
-    parts.append(
-        "\n".join(
-            [
-                f"- machine: {env['machine']}",
-                f"- threads: {env['threads']}",
-                f"- versions: {env['versions']}",
-                f"- BLAS and OpenMP libraries loaded: {env['blas']}",
-                f"- environment: {env['environ']}",
-                f"- load average (1 min) at the start and at the end: {env['load']}",
-                f"- sizes: {env['sizes']}",
-            ]
-        )
-        + "\n"
-    )
+    parts.append(environment_lines(env, [f"sizes: {env['sizes']}"]))
     parts.append(markdown_table(results))
     parts.append(
         "handgrad / peer is taken per round (time, or memory: below 1 means handgrad takes "
@@ -285,9 +286,10 @@ def git_commit() -> str:
     return f"commit {head}" + (", with uncommitted changes" if dirty else "")
 
 
-def command_line(args: Sequence[str]) -> str:
-    """This script with ``args`` as a command to paste in the repository root."""
-    script = Path(__file__).resolve()
+def command_line(args: Sequence[str], script_file: str = __file__) -> str:
+    """The script ``script_file`` (this one by default) with ``args`` as a command to paste in
+    the repository root."""
+    script = Path(script_file).resolve()
     try:
         script = script.relative_to(ROOT)
     except ValueError:  # pragma: no cover - only when the file is copied elsewhere

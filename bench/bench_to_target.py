@@ -72,11 +72,27 @@ import torch.nn.functional as F
 
 import handgrad.nn as nn
 import handgrad.optim as optim
-from bench_peers import FULL, RESULTS, Progress, environment, format_ratio, pinned_threads
-from handgrad.data import DataError, Dataset, Standardizer, load
+from bench_peers import (
+    FULL,
+    RESULTS,
+    Progress,
+    command_line,
+    environment,
+    environment_lines,
+    format_ratio,
+    pinned_threads,
+)
+from handgrad.data import DataError
 from handgrad.experiments import config_fields, get, make_config, parse_set
-from handgrad.experiments.classifier import Classifier, Target, augmentation, schedule_callbacks
-from handgrad.experiments.common import optimizer_for, split_validation
+from handgrad.experiments.classifier import (
+    Classifier,
+    Splits,
+    Target,
+    augmentation,
+    prepare_splits,
+    schedule_callbacks,
+)
+from handgrad.experiments.common import optimizer_for
 from handgrad.experiments.fashion_cnn import FASHION_CNN
 from handgrad.experiments.fashion_mlp import FASHION_MLP
 from handgrad.experiments.mnist_cnn import MNIST_CNN
@@ -114,49 +130,6 @@ EVAL_BATCH = 1024  # as fit's evaluate: a CNN's im2col of the whole test set wou
 # ---------------------------------------------------------------------------------------------
 # The data, as run_classifier prepares it
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Data:
-    """The prepared splits: training images without the held-out ``val_size`` ones, the test
-    set, and how many images were read from each split's files."""
-
-    X_train: np.ndarray  # (N, C, H, W), or (N, C*H*W) for an MLP
-    y_train: np.ndarray  # (N,) int64
-    X_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
-    n_train_read: int
-    n_test_read: int
-
-
-def load_split(dataset: str, split: str, cfg: Any) -> Dataset:
-    """One split as ``classifier._load`` reads it (``max_train`` / ``max_test``), offline."""
-    options: dict[str, int] = {}
-    limit = getattr(cfg, f"max_{split}", None)
-    if limit is not None:
-        options["n"] = limit
-    return load(dataset, split, data_dir=cfg.data_dir, download=False, seed=cfg.seed, **options)
-
-
-def prepare_data(spec: Classifier, cfg: Any) -> Data:
-    """The lines of ``run_classifier`` before the model: load, standardise (per channel, with
-    the training images' statistics) when the spec asks, flatten for a flat network, cast to
-    the config's dtype, hold out ``val_size`` training images. Raises DataError when the
-    files are not on disk."""
-    dataset = spec.dataset or cfg.dataset
-    train, test = load_split(dataset, "train", cfg), load_split(dataset, "test", cfg)
-    X, X_test = train.X, test.X  # (N, C, H, W)
-    if spec.standardize:
-        scaler = Standardizer(per="channel").fit(X)
-        X, X_test = scaler.transform(X), scaler.transform(X_test)
-    if spec.network.flat:
-        X, X_test = X.reshape(len(X), -1), X_test.reshape(len(X_test), -1)  # (N, C*H*W)
-    dtype = np.dtype(getattr(cfg, "dtype", "float32"))
-    X, X_test = X.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
-    X_tr, y_tr, _, _ = split_validation(X, train.y, cfg.val_size, cfg.seed)
-    y_tr, y_test = y_tr.astype(np.int64, copy=False), test.y.astype(np.int64, copy=False)
-    return Data(X_tr, y_tr, X_test, y_test, tuple(train.classes), len(train), len(test))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +321,7 @@ class EpochRow:
 
 
 def epoch_batches(
-    data: Data, rng: np.random.Generator, batch_size: int, transform: Any
+    data: Splits, rng: np.random.Generator, batch_size: int, transform: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """The epoch's training data in the order both libraries see it: one permutation drawn
     from ``rng`` (as handgrad's DataLoader draws it), then ``transform`` per batch if any."""
@@ -362,7 +335,7 @@ def epoch_batches(
 
 def train_both(
     twins: Twins,
-    data: Data,
+    data: Splits,
     epochs: int,
     batch_size: int,
     transform: Any = None,
@@ -499,23 +472,13 @@ def report_markdown(
     ]
     if partial:
         parts.append(f"**Not the target's data**: {partial}\n")
-    parts.append(
-        "\n".join(
-            [
-                f"- machine: {env['machine']}",
-                f"- threads: {env['threads']}",
-                f"- versions: {env['versions']}",
-                f"- BLAS and OpenMP libraries loaded: {env['blas']}",
-                f"- environment: {env['environ']}",
-                f"- load average (1 min) at the start and at the end: {env['load']}",
-                f"- config: {env['sizes']}",
-                f"- data: {env['data']}",
-                f"- target: test accuracy >= {percent(target.value)}"
-                + (" (strictly above)" if target.above else ""),
-            ]
-        )
-        + "\n"
-    )
+    above = " (strictly above)" if target.above else ""
+    more = [
+        f"config: {env['sizes']}",
+        f"data: {env['data']}",
+        f"target: test accuracy >= {percent(target.value)}{above}",
+    ]
+    parts.append(environment_lines(env, more))
     parts.append(epoch_table(rows, target))
     parts.append("\n".join(f"- {line}" for line in summary(rows, target)) + "\n")
     parts.append(
@@ -556,18 +519,6 @@ def write_report(
 # ---------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------
-
-
-def command_line(args: Sequence[str]) -> str:
-    """This script with ``args`` as a command to paste in the repository root."""
-    import shlex
-
-    script = Path(__file__).resolve()
-    try:
-        script = script.relative_to(ROOT)
-    except ValueError:  # pragma: no cover - only when the file is copied elsewhere
-        pass
-    return shlex.join(["python", str(script), *args])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -616,17 +567,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{experiment}: its target is on {spec.target.metric}, not accuracy")
     try:
         cfg = config_for(args)
-        data = prepare_data(spec, cfg)
+        data = prepare_splits(spec, cfg, download=False)
     except (DataError, ValueError) as err:
         print(f"{experiment}: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
     target = spec.target
-    full = target.full is None or target.full(cfg, data.n_train_read, data.n_test_read)
+    full = target.full is None or target.full(cfg, data.n_train, data.n_test)
     partial = (
         ""
         if full
         else target.partial.format(
-            target=target.value, cfg=cfg, n_train=len(data.X_train), n_test=data.n_test_read
+            target=target.value, cfg=cfg, n_train=len(data.X_train), n_test=data.n_test
         )
     )
     per_epoch = -(-len(data.X_train) // cfg.batch_size)  # steps; the last batch may be smaller
@@ -639,12 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         # bench_peers' record of the machine; its command and sizes entries are replaced
         env = environment(argv, args.threads, FULL)
-        env["command"] = command_line(argv)
+        env["command"] = command_line(argv, __file__)
         shown = {k: v for k, v in asdict(cfg).items() if k not in ("quiet", "monitors")}
         env["sizes"] = ", ".join(f"{k}={v}" for k, v in shown.items())
         env["data"] = (
             f"{spec.dataset or cfg.dataset}: {len(data.X_train)} training images "
-            f"({data.n_train_read} read, {cfg.val_size} of them held out as the experiment's "
+            f"({data.n_train} read, {cfg.val_size} of them held out as the experiment's "
             f"validation set, unused here), {len(data.X_test)} test images; "
             f"{per_epoch} steps per epoch"
         )

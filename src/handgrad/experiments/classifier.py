@@ -50,13 +50,16 @@ __all__ = [
     "MLP",
     "Classifier",
     "Network",
+    "Splits",
     "Target",
+    "augmentation",
     "check_layer_spec",
     "confused_pairs",
     "confusion_matrix",
     "confusion_table",
     "conv_net",
     "describe",
+    "prepare_splits",
     "run_classifier",
     "schedule_callbacks",
     "train_classifier",
@@ -264,20 +267,44 @@ def train_classifier(
 
 
 # -- the pipeline --------------------------------------------------------------------------
-def _load(dataset: str, split: str, cfg: Any) -> Dataset:
+def _load(dataset: str, split: str, cfg: Any, download: bool) -> Dataset:
     options: dict[str, int] = {}
     limit = getattr(cfg, f"max_{split}", None)
     if limit is not None:
         options["n"] = limit
-    download = getattr(cfg, "download", True)
     return load(dataset, split, data_dir=cfg.data_dir, download=download, seed=cfg.seed, **options)
 
 
-def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
-    """Train and score the classifier ``spec`` describes with the settings ``cfg``; returns the
-    numbers of :func:`train_classifier`. See the module's docstring for the config's fields."""
+@dataclass(frozen=True)
+class Splits:
+    """A classifier experiment's data, ready to train on: the training images without the
+    ``val_size`` held out for validation, those held out, and the test set, in the config's
+    dtype (flattened for a flat network); the raw test images for the figures; how many images
+    each split's files gave."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    test_images: np.ndarray  # (N, C, H, W) as loaded: for pictures, not for the network
+    classes: tuple[str, ...]
+    n_train: int  # images read from the training files (before the validation split)
+    n_test: int
+
+
+def prepare_splits(spec: Classifier, cfg: Any, *, download: bool | None = None) -> Splits:
+    """Load the data ``spec`` names (or ``cfg.dataset``), standardise it per channel with the
+    training images' statistics when the spec asks, flatten it for a flat network, cast it to
+    the config's dtype and hold out ``cfg.val_size`` training images (drawn by ``cfg.seed``).
+    ``download`` (default: the config's ``download`` field, else True) may fetch missing files.
+    """
     dataset = spec.dataset or cfg.dataset
-    train, test = _load(dataset, "train", cfg), _load(dataset, "test", cfg)
+    if download is None:
+        download = getattr(cfg, "download", True)
+    train = _load(dataset, "train", cfg, download)
+    test = _load(dataset, "test", cfg, download)
     X, X_test = train.X, test.X  # (N, C, H, W)
     if spec.standardize:
         # per-channel statistics of the training images only: the test set stays unseen
@@ -288,8 +315,27 @@ def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
     dtype = _dtype(cfg)
     X, X_test = X.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     X_tr, y_tr, X_val, y_val = split_validation(X, train.y, cfg.val_size, cfg.seed)
+    return Splits(
+        X_train=X_tr,
+        y_train=y_tr,
+        X_val=X_val,
+        y_val=y_val,
+        X_test=X_test,
+        y_test=test.y,
+        test_images=test.X,
+        classes=tuple(train.classes),
+        n_train=len(train),
+        n_test=len(test),
+    )
+
+
+def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
+    """Train and score the classifier ``spec`` describes with the settings ``cfg``; returns the
+    numbers of :func:`train_classifier`. See the module's docstring for the config's fields."""
+    data = prepare_splits(spec, cfg)
+    X_tr, y_tr, X_test, y_test = data.X_train, data.y_train, data.X_test, data.y_test
     rng = np.random.default_rng(cfg.seed)
-    shape, K = tuple(X.shape[1:]), len(train.classes)
+    shape, K = tuple(X_tr.shape[1:]), len(data.classes)
     model = spec.network.build(cfg, shape, K, rng)
     opt = optimizer_for(cfg, model.parameters())
 
@@ -300,9 +346,9 @@ def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
         epochs, max_steps, total_steps = cfg.epochs, None, cfg.epochs * per_epoch
     val: tuple[np.ndarray, np.ndarray] | None
     if cfg.val_size:
-        val, val_label = (X_val, y_val), "validation"
+        val, val_label = (data.X_val, data.y_val), "validation"
     elif spec.test_curves:
-        val, val_label = (X_test, test.y), "test"
+        val, val_label = (X_test, y_test), "test"
     else:
         val, val_label = None, "validation"
     results = train_classifier(
@@ -312,20 +358,21 @@ def run_classifier(spec: Classifier, cfg: Any, run: Run) -> dict[str, float]:
         train=(X_tr, y_tr),
         val=val,
         val_label=val_label,
-        test=(X_test, test.y),
+        test=(X_test, y_test),
         epochs=epochs,
         max_steps=max_steps,
         batch_size=cfg.batch_size,
         rng=rng,
-        classes=train.classes,
+        classes=data.classes,
         callbacks=schedule_callbacks(opt, getattr(cfg, "schedule", "constant"), total_steps),
         title=spec.title.format(cfg=cfg, net=spec.network.describe(cfg, shape, K)),
-        test_images=test.X,
+        test_images=data.test_images,
         transform=augmentation(cfg),
     )
     target = spec.target
-    full = target.full is None or target.full(cfg, len(train), len(test))
-    run.notes.append(target.note(results, full=full, cfg=cfg, n_train=len(X_tr), n_test=len(test)))
+    full = target.full is None or target.full(cfg, data.n_train, data.n_test)
+    note = target.note(results, full=full, cfg=cfg, n_train=len(X_tr), n_test=data.n_test)
+    run.notes.append(note)
     return results
 
 
