@@ -42,10 +42,11 @@ def test_conv_net_follows_the_spec():
         conv_dropout=0.1, dropout=0.2,
     )  # fmt: skip
     kinds = [type(m).__name__ for m in model]
-    conv = ["Conv2d", "BatchNorm2d", "ReLU"]
+    conv = ["Conv2d", "BatchNorm2d"]
+    # a convolution's ReLU follows the pooling when one comes next (the same function)
     assert kinds == [
-        *conv, "MaxPool2d", "Dropout", *conv, *conv, "MaxPool2d", "Dropout",
-        "Flatten", "Linear", "ReLU", "Dropout", "Linear",
+        *conv, "MaxPool2d", "ReLU", "Dropout", *conv, "ReLU", *conv, "MaxPool2d", "ReLU",
+        "Dropout", "Flatten", "Linear", "ReLU", "Dropout", "Linear",
     ]  # fmt: skip
     assert model[-4].in_features == 6 * 2 * 2  # 8x8 pooled twice
     assert model(np.zeros((2, 3, 8, 8), np.float32)).shape == (2, 10)
@@ -250,3 +251,33 @@ def test_batchnorm_on_tiny_mnist_resumes_exactly(tmp_path):
     for key in results:
         if key != "time_s":
             assert resumed[key] == results[key], key
+
+
+def test_pooling_before_relu_is_the_same_network_bit_for_bit():
+    # conv_net places a convolution's ReLU after the next pooling; the textbook order (ReLU
+    # first) must give identical outputs and gradients, ties and all-negative windows included
+    rng = np.random.default_rng(3)
+    model = conv_net((1, 8, 8), ("4", "M", "6", "M"), (5,), 3, rng=rng, batchnorm=True)
+    textbook = []
+    for m in model:
+        if isinstance(m, nn.ReLU) and isinstance(textbook[-1], nn.MaxPool2d):
+            textbook.insert(len(textbook) - 1, m)  # move the ReLU in front of its pooling
+        else:
+            textbook.append(m)
+    kinds = [type(m).__name__ for m in textbook[:4]]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    x = rng.standard_normal((6, 1, 8, 8)).astype(np.float32)
+    x[:, :, :4] = 0.0  # blank rows, as MNIST's borders: windows of equal values
+    y = np.array([0, 1, 2, 0, 1, 2])
+    results = []
+    for net in (model, nn.Sequential(*textbook)):
+        net.zero_grad()
+        loss_fn = nn.CrossEntropyLoss()
+        loss = loss_fn(net(x), y)
+        dx = net.backward(loss_fn.backward())
+        results.append((loss, dx, [p.grad.copy() for p in net.parameters()]))
+    (l1, dx1, g1), (l2, dx2, g2) = results
+    assert l1 == l2
+    np.testing.assert_array_equal(dx1, dx2)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_array_equal(a, b)

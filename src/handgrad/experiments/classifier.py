@@ -465,25 +465,40 @@ def conv_net(
     + ReLU, ``"M"`` is MaxPool2d(2) (+ Dropout(conv_dropout)); then Flatten, for each width in
     ``hidden`` Linear + ReLU (+ Dropout(dropout)), and a Linear output layer (logits).
 
+    A convolution followed by ``"M"`` is built as Conv2d (+ BatchNorm2d) -> MaxPool2d -> ReLU:
+    max-pooling commutes with ReLU (``max(relu(a), relu(b)) == relu(max(a, b))``), so this is
+    the same function with the same gradients, bit for bit (where the window's maximum is
+    positive both route the gradient to its first position; where it is not, both give 0),
+    and the ReLU runs on a quarter of the values. The parameter layers keep their indices, so
+    a checkpoint of either order loads into the other.
+
     ``in_shape`` is (C, H, W); every ``M`` halves H and W (rounding down), which must stay >= 1.
     """
     C, H, W = in_shape
     out: list[nn.Module] = []
+    relu_due = False  # a convolution's ReLU, not yet placed (it goes after a pooling)
     for token in layers:
         if token == "M":
             if H < 2 or W < 2:
                 raise ValueError(f"conv_net: cannot max-pool a {H}x{W} map (spec {list(layers)})")
             out.append(nn.MaxPool2d(2))
+            if relu_due:
+                out.append(nn.ReLU())
+                relu_due = False
             H, W = H // 2, W // 2
             if conv_dropout > 0:
                 out.append(nn.Dropout(conv_dropout, rng=rng))
             continue
+        if relu_due:
+            out.append(nn.ReLU())
         width = int(token)
         out.append(nn.Conv2d(C, width, 3, padding=1, rng=rng, dtype=dtype))
         if batchnorm:
             out.append(nn.BatchNorm2d(width, dtype=dtype))
-        out.append(nn.ReLU())
+        relu_due = True
         C = width
+    if relu_due:
+        out.append(nn.ReLU())
     out.append(nn.Flatten())
     features = C * H * W
     for h in hidden:
