@@ -2,7 +2,8 @@
 against handgrad and PyTorch, the Adam check, the table and report writers, one tiny run.
 
 No timing is asserted: the benchmark itself is run by hand (``python bench/bench_peers.py``).
-micrograd is not a test dependency; the tests that need it skip without it.
+The test extra installs micrograd (a small pure-Python package), so the check that both
+scalar engines compute the same thing runs in CI; without micrograd those tests skip.
 """
 
 from __future__ import annotations
