@@ -56,15 +56,11 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
 
 
 def test_handgrad_run_turns_it_on(monkeypatch, tmp_path):
-    import handgrad.train.memory as memory
+    import handgrad.train as train
     from handgrad.cli import main
 
-    monkeypatch.setattr(memory, "_done", None)
     calls = []
-    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1))
-    import handgrad.train as train
-
-    monkeypatch.setattr(train, "keep_freed_memory", memory.keep_freed_memory)
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1))
     assert main(["run", "toy", "--quiet", "--epochs", "1", "--out", str(tmp_path)]) == 0
     assert calls == [1]
 

@@ -44,7 +44,8 @@ def keep_freed_memory(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2*
 
     Examples:
         >>> from handgrad.train import keep_freed_memory
-        >>> keep_freed_memory() in (True, False)  # False off glibc or with HANDGRAD_MALLOC=default
+        >>> on = keep_freed_memory()  # False off glibc or with HANDGRAD_MALLOC=default
+        >>> keep_freed_memory() is on  # decided once: a second call changes nothing
         True
     """
     global _done
