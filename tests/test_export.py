@@ -116,6 +116,28 @@ def test_one_more_epoch_gives_handgrads_weights(parity: dict) -> None:
     )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_one_more_epoch_on_cuda_gives_handgrads_weights_and_resumes_on_cpu(parity: dict) -> None:
+    folder, tmp = parity["torch"], parity["tmp"]
+    gpu_dir, cpu_dir = tmp / "on-cuda", tmp / "back-on-cpu"
+    common = ["--resume-from", str(folder / "state.pt"), "--out", str(gpu_dir)]
+    done = train_py(folder, "--epochs", "2", "--device", "cuda", *common)
+    assert done.returncode == 0, done.stderr
+    hand = load_checkpoint(parity["run"] / "checkpoint.npz")
+    # saved from the GPU, the checkpoint holds CPU tensors: it loads without map_location
+    gpu = torch.load(gpu_dir / "checkpoint.pt", weights_only=True)
+    assert (gpu["epoch"], gpu["step"]) == (2, 28)
+    assert {t.device.type for t in gpu["model"].values()} == {"cpu"}
+    assert max_relative(hand["model"], gpu["model"]) < 1e-9
+    for index, state in hand["optimizer"]["state"].items():
+        assert max_relative(state, gpu["optimizer"]["state"][index]) < 1e-9
+    # a machine without a GPU goes on from it
+    resume = ["--resume-from", str(gpu_dir / "checkpoint.pt"), "--out", str(cpu_dir)]
+    done = train_py(folder, "--epochs", "3", "--device", "cpu", *resume)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(cpu_dir / "checkpoint.pt", weights_only=True)["epoch"] == 3
+
+
 def test_two_processes_take_the_first_step_of_one(parity: dict, monkeypatch) -> None:
     folder, tmp = parity["torch"], parity["tmp"]
     start = torch.load(folder / "checkpoint.pt", weights_only=True)  # epoch 2, lr > 0

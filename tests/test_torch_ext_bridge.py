@@ -287,6 +287,21 @@ def test_every_layer_crosses_both_ways_with_its_hyperparameters(name, make) -> N
         assert np.array_equal(back.state_dict()[key], value), key
 
 
+def test_batch_norm_passes_bias_only_where_it_is_not_the_default() -> None:
+    # torch.nn.BatchNorm's bias keyword is new in 2.13: a default layer must build without it
+    # (as it does on older torch), a bias-free one must say so
+    from handgrad.torch_ext.bridge import torch_constructor
+
+    assert torch_constructor(nn.BatchNorm2d(4)) == (
+        "BatchNorm2d", {"num_features": 4, "eps": 1e-5, "momentum": 0.1, "affine": True,
+                        "track_running_stats": True},
+    )  # fmt: skip
+    kwargs = torch_constructor(nn.BatchNorm1d(4, bias=False))[1]
+    assert kwargs["bias"] is False
+    assert "bias" not in torch_constructor(nn.BatchNorm1d(4, affine=False))[1]
+    assert to_torch(nn.BatchNorm1d(4, bias=False)).bias is None
+
+
 @pytest.mark.parametrize(
     ("name", "make", "pred", "target"),
     [

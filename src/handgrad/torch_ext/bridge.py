@@ -243,8 +243,10 @@ def torch_constructor(
     kwargs = {a: getattr(layer, a) for a in rule.attrs}
     if rule.has_bias_flag:
         kwargs["bias"] = getattr(layer, "bias", None) is not None
-        if rule.name.startswith("BatchNorm") and not layer.affine:
-            kwargs.pop("bias")  # torch ignores bias when affine=False; keep the default
+        # BatchNorm's bias keyword is new in torch 2.13: pass it only where it differs from
+        # the default (older torch builds the same layer), and never without affine (ignored)
+        if rule.name.startswith("BatchNorm") and (kwargs["bias"] or not layer.affine):
+            kwargs.pop("bias")
     return rule.name, kwargs
 
 
