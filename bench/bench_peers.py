@@ -396,6 +396,70 @@ def max_rel_err(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray]) -> flo
 
 
 # ---------------------------------------------------------------------------------------------
+# the GEMM floor: a training step's matrix products alone, timed beside the step
+# ---------------------------------------------------------------------------------------------
+
+Product = tuple[np.ndarray, np.ndarray]  # (left, right) of one GEMM, views as handgrad passes them
+
+
+def gemm_flops(products: Sequence[Product]) -> int:
+    """FLOPs of the products (2 per multiply-add)."""
+    return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in products)
+
+
+def gemm_step(products_of: Callable[[int], list[Product]], batches: Sequence[slice]) -> Step:
+    """A "step" that runs only the GEMMs of batch ``i``'s training step, into preallocated
+    outputs: no allocation, no elementwise pass, no Python layer. No step built on these
+    products in NumPy can be faster, so its time is the floor beside the step's."""
+    by_size: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for s in batches:
+        n = s.stop - s.start
+        if n not in by_size:
+            by_size[n] = [
+                (a, b, np.empty((a.shape[0], b.shape[1]), dtype=np.float32))
+                for a, b in products_of(n)
+            ]
+
+    def step(i: int) -> None:
+        s = batches[i]
+        for a, b, out in by_size[s.stop - s.start]:
+            np.matmul(a, b, out=out)
+
+    return step
+
+
+def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def mlp_products(sizes: Sequence[int], batch: int, seed: int = 0) -> list[Product]:
+    """The GEMMs of one step of the ReLU MLP ``sizes`` as ``nn.Linear`` computes them: forward
+    ``x @ W.T``, weight gradient ``g.T @ x``, input gradient ``g @ W`` (not for the first
+    layer, whose input is the data)."""
+    rng = np.random.default_rng(seed)
+    products: list[Product] = []
+    for k, (a, b) in enumerate(itertools.pairwise(sizes)):
+        x, w, g = _f32(rng, batch, a), _f32(rng, b, a), _f32(rng, batch, b)
+        products += [(x, w.T), (g.T, x)] + ([(g, w)] if k else [])
+    return products
+
+
+def cnn_products(batch: int, seed: int = 0) -> list[Product]:
+    """The GEMMs of one mnist-cnn step (padding 1) as ``nn.Conv2d`` and ``nn.Linear`` compute
+    them: per convolution ``W @ cols`` forward (the bias folded in as one more row of ones),
+    ``cols @ grad^T`` for the weight (and bias) gradient, ``W^T @ grad`` for the columns'
+    gradient (not for the first convolution, whose input is the data); then the linear layer."""
+    rng = np.random.default_rng(seed)
+    products: list[Product] = []
+    for c, o, side, first in ((1, 32, 28, True), (32, 64, 14, False)):
+        k, m = c * 9, batch * side * side
+        w, cols, g = _f32(rng, o, k + 1), _f32(rng, k + 1, m), _f32(rng, o, m)
+        products += [(w, cols), (cols, g.T)] + ([] if first else [(w[:, :k].T, g)])
+    x, w, g = _f32(rng, batch, 64 * 7 * 7), _f32(rng, 10, 64 * 7 * 7), _f32(rng, batch, 10)
+    return [*products, (x, w.T), (g.T, x), (g, w)]
+
+
+# ---------------------------------------------------------------------------------------------
 # scalar: handgrad.scalar against micrograd
 # ---------------------------------------------------------------------------------------------
 
@@ -585,15 +649,39 @@ def compare_mlp(sizes: Sizes, seed: int) -> list[Result]:
         s = slice(i * BATCH, (i + 1) * BATCH)
         plain.step(X[s], y[s])
 
-    steps = {"handgrad": step_ours, "pytorch": step_torch, "numpy": step_numpy}
+    batches = [slice(i * BATCH, (i + 1) * BATCH) for i in range(n_steps)]
+    step_floor = gemm_step(lambda n: mlp_products(SIZES, n, seed), batches)
+    steps = {
+        "handgrad": step_ours, "pytorch": step_torch, "numpy": step_numpy, "floor": step_floor,
+    }  # fmt: skip
     times = alternate(steps, n_steps, sizes.rounds, sizes.mlp_block, sizes.pause)
     ms = {name: per_step_ms(t, n_steps) for name, t in times.items()}
     what = f"MLP {'-'.join(map(str, SIZES))} training step, batch {BATCH}, SGD momentum"
     note = f"per step; a round is {n_steps} steps ({n_steps * BATCH} random samples) each"
+    flops = gemm_flops(mlp_products(SIZES, BATCH, seed))
     return [
         Result(what, "PyTorch (CPU)", "ms", ms["handgrad"], ms["pytorch"], note=note),
         Result(what, "plain NumPy loop", "ms", ms["handgrad"], ms["numpy"], note=note),
+        floor_result(what, ms, flops),
     ]
+
+
+def floor_result(what: str, ms: dict[str, list[float]], flops: int) -> Result:
+    """The row of the GEMM floor against PyTorch: the lowest ratio NumPy's BLAS allows."""
+    hg, floor = float(np.median(ms["handgrad"])), float(np.median(ms["floor"]))
+    rate = flops / (floor * 1e-3) / 1e9
+    return Result(
+        f"{what}: its GEMMs alone, the floor (handgrad column)",
+        "PyTorch (CPU)",
+        "ms",
+        ms["floor"],
+        ms["pytorch"],
+        note=(
+            f"the step's matrix products only, as handgrad's layers shape them, into "
+            f"preallocated outputs: {flops / 1e6:.0f} MFLOP per step at {rate:.0f} GFLOP/s; "
+            f"handgrad's step takes {hg / floor:.2f}x its floor"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,18 +706,21 @@ def compare_cnn(sizes: Sizes, seed: int) -> list[Result]:
     step_ours, step_torch, parts = make_steps(
         Geometry(1), x, y, CNN_BATCH, "adam", np.random.default_rng(seed)
     )
-    steps = {"handgrad": step_ours, "pytorch": step_torch}
+    step_floor = gemm_step(lambda n: cnn_products(n, seed), parts)
+    steps = {"handgrad": step_ours, "pytorch": step_torch, "floor": step_floor}
     times = alternate(steps, len(parts), sizes.rounds, sizes.cnn_block, sizes.pause)
     ms = {name: per_step_ms(t, len(parts)) for name, t in times.items()}
+    what = f"mnist-cnn training step (padding 1), batch {CNN_BATCH}, Adam"
     return [
         Result(
-            f"mnist-cnn training step (padding 1), batch {CNN_BATCH}, Adam",
+            what,
             "PyTorch (CPU)",
             "ms",
             ms["handgrad"],
             ms["pytorch"],
             note=f"per step; a round is {sizes.cnn_images} random images each",
-        )
+        ),
+        floor_result(what, ms, gemm_flops(cnn_products(CNN_BATCH, seed))),
     ]
 
 

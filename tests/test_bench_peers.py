@@ -99,6 +99,41 @@ def test_mlp_shapes(peers: ModuleType):
     assert peers.mlp_shapes((784, 512, 10)) == [(512, 784), (512,), (10, 512), (10,)]
 
 
+def test_gemm_floor_products_count_each_steps_flops(peers: ModuleType):
+    # closed forms, 2 FLOPs per multiply-add. MLP: forward and weight gradient of every layer,
+    # input gradient of all but the first
+    b = 128
+    layers = [(784, 512), (512, 512), (512, 10)]
+    mlp = sum(2 * 2 * b * i * o for i, o in layers) + sum(2 * b * i * o for i, o in layers[1:])
+    assert peers.gemm_flops(peers.mlp_products((784, 512, 512, 10), b)) == mlp
+    # mnist-cnn (padding 1), batch 64: conv1 1->32 on 28x28 and conv2 32->64 on 14x14, each
+    # with the bias as one more input row (K = C*9 + 1) in the forward and weight-gradient
+    # GEMMs; conv2's input gradient has K = 288; the linear layer 3136 -> 10 has all three
+    n = 64
+    conv1 = 2 * 2 * 32 * 10 * n * 28 * 28
+    conv2 = 2 * 2 * 64 * 289 * n * 14 * 14 + 2 * 288 * 64 * n * 14 * 14
+    linear = 3 * 2 * n * 3136 * 10
+    assert peers.gemm_flops(peers.cnn_products(n)) == conv1 + conv2 + linear
+
+
+def test_gemm_step_builds_each_batch_size_once_and_runs_its_products(peers: ModuleType):
+    made: list[int] = []
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 4), dtype=np.float32), rng.standard_normal((4, 5))
+    bad = np.ones((2, 2), dtype=np.float32)
+
+    def products_of(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        made.append(n)
+        return [(a, b.astype(np.float32))] if n == 4 else [(bad, bad[:1])]
+
+    step = peers.gemm_step(products_of, [slice(0, 4), slice(4, 8), slice(8, 10)])
+    assert made == [4, 2]
+    step(0)
+    step(1)
+    with pytest.raises(ValueError):  # the last batch's product does not fit: it really runs
+        step(2)
+
+
 def test_scalar_reference_rows_agree(bench: dict[str, ModuleType]):
     scalar = bench["bench_scalar"]
     X, y = scalar.make_data(6, seed=0)
