@@ -18,6 +18,8 @@ Comparisons (``--only`` takes their names):
            against PyTorch (CPU) and against the plain NumPy loop ``NumpyMLP`` below.
   cnn      the mnist-cnn network (conv 32, pool, conv 64, pool, linear; padding 1), batch 64,
            Adam: handgrad against PyTorch, through ``bench_cnn.py``'s own steps.
+           Both also time the step's GEMMs alone (``gemm_step``), beside the steps: the floor
+           no NumPy step on those products can beat, as a ratio to PyTorch's step.
   adam     one Adam step alone on the MLP's parameter shapes (670 000 floats, fixed gradients):
            handgrad.optim.Adam against torch.optim.Adam as constructed by default (on CPU that
            is the for-loop implementation), with ``foreach=True`` and with ``fused=True``.
