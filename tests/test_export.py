@@ -155,6 +155,18 @@ def test_two_processes_take_the_first_step_of_one(parity: dict, monkeypatch) -> 
     assert max(float(v.abs().max()) for v in moved.values()) > 0  # the step did move
 
 
+def test_an_error_after_the_processes_meet_ends_each_with_one_line(parity: dict) -> None:
+    """Both processes join the gloo group, then fail to read the state: status 2, no abort."""
+    missing = parity["tmp"] / "nowhere" / "checkpoint.pt"
+    out = parity["tmp"] / "failed"
+    done = train_py(parity["torch"], "--resume-from", str(missing), "--out", str(out), procs=2)
+    assert done.returncode != 0
+    assert done.stderr.count(f"train.py: error: no state at {missing}") >= 1
+    assert "exitcode  : 2" in done.stderr  # torchrun's report of the first process to stop
+    assert "terminate called" not in done.stderr and "SIGABRT" not in done.stderr
+    assert not out.exists()
+
+
 def test_export_folder_is_plain_pytorch_and_report_redraws(parity: dict, capsys) -> None:
     folder = parity["torch"]
     assert {"model.py", "state.pt", "data.npz", "train.py", "README.md"} <= {

@@ -58,7 +58,26 @@ ELEMENTWISE = ("MSELoss", "BCELoss", "BCEWithLogitsLoss")
 def fail(message: str) -> None:
     """One line on stderr and exit status 2: the way every error of this script ends."""
     print(f"train.py: error: {message}", file=sys.stderr)
+    if dist_running():
+        leave(2)  # one of several processes: see leave()
     raise SystemExit(2)
+
+
+def dist_running() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def leave(status: int) -> None:
+    """Exit a process of a torchrun now, without finalizing Python.
+
+    A gloo process group's worker thread frees the last collective's tensors a moment after the
+    collective completes. Should Python be finalizing by then, that thread cannot take the GIL
+    and the process aborts ("terminate called without an active exception", seen on a busy
+    2-core machine). Every file is written and closed before this is called.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -240,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.all_gather_object(starts, (epoch, step, str(start)))
         if len({s[:2] for s in starts}) > 1:
             if rank != 0:  # process 0 says why, once
-                raise SystemExit(2)
+                leave(2)
             found = ", ".join(f"{path} at step {n}" for _, n, path in starts)
             fail(
                 f"the processes start from different states ({found}); give every machine the "
@@ -385,11 +404,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finish(world: int) -> None:
+    """The end of every process of a torchrun: wait for the others, then exit (status 0)."""
     if world > 1:
         # wait for process 0's evaluation and checkpoint: a gloo process group torn down while
         # a peer still works can abort the process
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        leave(0)
 
 
 if __name__ == "__main__":
