@@ -7,6 +7,7 @@ in their parametrisations); without PyTorch they are not collected, and the head
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Iterator
 from typing import Any
@@ -43,3 +44,15 @@ def one_thread(torch: Any) -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MNIST without the digests of its real content, for tests that write tiny MNIST files.
+
+    With the real digests such files fail the content check (as they should); without them
+    they load "unverified", as any data set without a known digest does.
+    """
+    from handgrad.data import mnist as mnist_mod
+
+    monkeypatch.setattr(mnist_mod, "MNIST", dataclasses.replace(mnist_mod.MNIST, sha256={}))

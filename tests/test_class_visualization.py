@@ -255,6 +255,7 @@ def write_mnist(folder, n_train=300, n_test=100):
         )
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_class_visualization_mnist_mlp_on_tiny_files(tmp_path):
     write_mnist(tmp_path / "data" / "mnist")
     overrides = {

@@ -257,6 +257,7 @@ def test_load_mnist_from_data_dir(tmp_path, monkeypatch, gz, name, module_attr):
     assert fashion[9] == ("Ankle boot" if name == "fashion-mnist" else "9")
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_options_flatten_and_n(tmp_path, monkeypatch):
     arrays = write_mnist(tmp_path / "mnist", gz=False)
     ds = data.load("mnist", data_dir=tmp_path, download=False, flatten=True, n=7)
@@ -268,6 +269,7 @@ def test_mnist_options_flatten_and_n(tmp_path, monkeypatch):
         data.load("mnist", data_dir=tmp_path, download=False, flatten="yes")
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_torchvision_layout_and_env_dir(tmp_path, monkeypatch):
     # files left by torchvision (root/MNIST/raw) are found; data_dir=None reads $HANDGRAD_DATA
     env_root = tmp_path / "env-cache"
@@ -276,10 +278,23 @@ def test_mnist_torchvision_layout_and_env_dir(tmp_path, monkeypatch):
     assert len(ds) == 3 and str(env_root / "MNIST" / "raw") in ds.meta["files"][0]
 
 
-def test_mnist_gz_that_is_not_the_published_one_loads_unverified(tmp_path):
-    # MNIST: no digest of the unpacked content is known, only the published .gz's MD5, so a
-    # .gz that is not the published file (re-compressed, or other data) cannot be judged
-    write_mnist(tmp_path / "mnist", gz=True)  # real tables: the tiny files cannot match
+def test_mnist_gz_that_is_not_the_published_one_fails_its_content_check(tmp_path):
+    # the real tables: the sha256 of MNIST's content is known, so other data under its name fails
+    write_mnist(tmp_path / "mnist", gz=True)
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    content = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+    with pytest.raises(data.DataError) as err:
+        data.load("mnist", data_dir=tmp_path, download=False)
+    msg = str(err.value)
+    assert msg.startswith(f"mnist: checksum mismatch for {path} (sha256 of its content {content}")
+    assert "expected ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db" in msg
+
+
+@pytest.mark.usefixtures("tiny_mnist")
+def test_mnist_gz_without_a_content_digest_loads_unverified(tmp_path):
+    # with no digest of the unpacked content, only the published .gz's MD5, a .gz that is not
+    # the published file (re-compressed, or other data) cannot be judged
+    write_mnist(tmp_path / "mnist", gz=True)
     path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     with pytest.warns(data.DataWarning) as record:
         ds = data.load("mnist", data_dir=tmp_path, download=False)
@@ -289,6 +304,7 @@ def test_mnist_gz_that_is_not_the_published_one_loads_unverified(tmp_path):
     assert ds.meta["checks"][str(path)].startswith("unverified (not the published file")
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_wrong_magic_and_mismatched_files(tmp_path):
     folder = tmp_path / "mnist"
     arrays = write_mnist(folder, gz=False)

@@ -374,6 +374,7 @@ def write_cifar(folder: Path, per_batch: int = 60, n_test: int = 120) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": classes}, protocol=4))
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_mlp_on_tiny_idx_files(tmp_path):
     write_mnist(tmp_path / "data" / "mnist")
     overrides = {

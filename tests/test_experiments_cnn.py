@@ -116,6 +116,7 @@ def test_digits_cnn_learns(tmp_path):
 
 
 # -- mnist-cnn and cifar10-cnn on tiny files -----------------------------------------------
+@pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_cnn_on_tiny_idx_files(tmp_path):
     write_mnist(tmp_path / "data" / "mnist", n_train=300, n_test=100)
     overrides = {
@@ -231,6 +232,7 @@ def test_batchnorm_on_digits_float32_and_float64(tmp_path):
     assert results64["form_param_max_diff"] < 1e-10  # the two BN networks stay together
 
 
+@pytest.mark.usefixtures("tiny_mnist")
 def test_batchnorm_on_tiny_mnist_resumes_exactly(tmp_path):
     write_mnist(tmp_path / "data" / "mnist", n_train=300, n_test=100)
     overrides = {
