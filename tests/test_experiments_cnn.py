@@ -20,7 +20,7 @@ from handgrad.experiments import make_config, resume, start
 from handgrad.experiments.batchnorm import BackwardFormCheck, bn_mlp, compare_backward_forms
 from handgrad.experiments.classifier import conv_net
 from handgrad.optim import SGD
-from handgrad.train import fit
+from handgrad.train import fit, read_run_config
 from test_experiments import PNG, write_cifar, write_mnist
 
 
@@ -116,6 +116,9 @@ def test_digits_cnn_learns(tmp_path):
 
 
 # -- mnist-cnn and cifar10-cnn on tiny files -----------------------------------------------
+BN_STATE = ("weight", "bias", "running_mean", "running_var")
+
+
 @pytest.mark.usefixtures("tiny_mnist")
 def test_mnist_cnn_on_tiny_idx_files(tmp_path):
     write_mnist(tmp_path / "data" / "mnist", n_train=300, n_test=100)
@@ -128,13 +131,19 @@ def test_mnist_cnn_on_tiny_idx_files(tmp_path):
     }
     run, results = start("mnist-cnn", overrides, out=tmp_path / "runs")
     report = check_figures(run, results, ["curves", "predictions"])
-    # the network: conv 3x3 32 -> ReLU -> pool -> conv 3x3 64 -> ReLU -> pool -> linear
+    # the default network: conv 3x3 32 -> BN -> pool -> ReLU -> conv 3x3 64 -> BN -> pool ->
+    # ReLU -> linear, trained on images shifted by up to a pixel
+    saved = read_run_config(run.dir)[1]
+    assert (saved["batchnorm"], saved["shift"]) == (True, 1)
     with np.load(run.checkpoint_path, allow_pickle=False) as ckpt:
         shapes = {k: ckpt[k].shape for k in ckpt.files if k.startswith("model/")}
+    bn = {f"model/{i}.{name}": (c,) for i, c in ((1, 32), (5, 64)) for name in BN_STATE}
+    bn |= {"model/1.num_batches_tracked": (), "model/5.num_batches_tracked": ()}
     assert shapes == {
         "model/0.weight": (32, 1, 3, 3), "model/0.bias": (32,),
-        "model/3.weight": (64, 32, 3, 3), "model/3.bias": (64,),
-        "model/7.weight": (10, 64 * 7 * 7), "model/7.bias": (10,),
+        "model/4.weight": (64, 32, 3, 3), "model/4.bias": (64,),
+        "model/9.weight": (10, 64 * 7 * 7), "model/9.bias": (10,),
+        **bn,
     }  # fmt: skip
     assert run.history[-1]["step"] == 20  # 256 training images, batch 64, 5 epochs
     assert results["test_accuracy"] >= 0.6  # chance: 10%
