@@ -146,6 +146,30 @@ def test_a_flipped_content_byte_fails_naming_the_file(tmp_path, monkeypatch, for
     assert f"expected {want}" in msg and "delete it" in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize(
+    ("holder", "wanted"), [("MNIST", "fashion-mnist"), ("FASHION_MNIST", "mnist")]
+)
+def test_the_other_data_sets_file_is_named_as_such(tmp_path, monkeypatch, holder, wanted):
+    # MNIST's files where Fashion-MNIST's are looked for (the same names), and the other way
+    contents = idx_contents()
+    inject(monkeypatch, holder, contents)  # the files written are the holder's
+    wanted_attr = "FASHION_MNIST" if holder == "MNIST" else "MNIST"
+    other_digests = {stem: "0" * 64 for stem in contents}
+    source = dataclasses.replace(getattr(mnist_mod, wanted_attr), sha256=other_digests)
+    monkeypatch.setattr(mnist_mod, wanted_attr, source)
+    paths = write_form(tmp_path / wanted, contents, "raw")
+    with pytest.raises(data.DataError) as err:
+        data.load(wanted, "test", data_dir=tmp_path, download=False)
+    msg = str(err.value)
+    other = "mnist" if holder == "MNIST" else "fashion-mnist"
+    got = hashlib.sha256(contents[STEMS[2]]).hexdigest()
+    assert msg.startswith(
+        f"{wanted}: {paths[STEMS[2]]} is {other}'s {STEMS[2]} (sha256 of its content {got}), "
+        f"not {wanted}'s: the two data sets use the same file names"
+    )
+    assert "delete it" not in msg and "\n" not in msg
+
+
 def test_a_flipped_byte_in_the_gzip_stream_fails_naming_the_file(tmp_path, monkeypatch):
     contents = idx_contents()
     inject(monkeypatch, "FASHION_MNIST", contents)

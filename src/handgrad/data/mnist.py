@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from handgrad.data.download import (
 from handgrad.data.files import (
     FAILED,
     MISSING,
+    ChecksumError,
     DataSetReport,
     FileCheck,
     FileReport,
@@ -231,6 +233,28 @@ def _origin(source: Source, path: Path) -> str:
     return source.url(path.name.removesuffix(".gz") + ".gz")
 
 
+def _check(
+    source: Source, stem: str, path: Path, read: Callable[[], bytes], data_dir: Any
+) -> FileCheck:
+    """check_content; a file that is in fact the other IDX data set's is named as such."""
+    origin = _origin(source, path)
+    try:
+        return check_content(source, stem, path, read, data_dir=data_dir, origin=origin)
+    except ChecksumError as err:
+        for other in (MNIST, FASHION_MNIST):
+            if other.name != source.name and other.sha256.get(stem) == err.got:
+                raise ChecksumError(
+                    f"{source.name}: {path} is {other.name}'s {stem} ({err.algorithm} of its "
+                    f"content {err.got}), not {source.name}'s: the two data sets use the same "
+                    f"file names, so keep each in its own folder of the data directory "
+                    f"({MNIST.folder}/, {FASHION_MNIST.folder}/)",
+                    err.algorithm,
+                    err.got,
+                    err.expected,
+                ) from None
+        raise
+
+
 def _read_checked(
     path: Path, magic: int, source: Source, data_dir: Any
 ) -> tuple[np.ndarray, FileCheck]:
@@ -245,9 +269,7 @@ def _read_checked(
             f"it with the original from {_origin(source, path)}"
         ) from None
     # the format first (its messages are the most precise), then the content's digest
-    check = check_content(
-        source, stem, path, lambda: data, data_dir=data_dir, origin=_origin(source, path)
-    )
+    check = _check(source, stem, path, lambda: data, data_dir)
     warn_unverified(source, check)
     return arr, check
 
@@ -369,14 +391,7 @@ def _report(source: Source, stem: str, path: Path | None, data_dir: Any) -> File
         return FileReport(stem, None, 0, MISSING, "not found")
     size = path.stat().st_size
     try:
-        check = check_content(
-            source,
-            stem,
-            path,
-            lambda: _read_bytes(path),
-            data_dir=data_dir,
-            origin=_origin(source, path),
-        )
+        check = _check(source, stem, path, lambda: _read_bytes(path), data_dir)
     except DataError as err:  # a broken gzip stream or a checksum mismatch
         return FileReport(stem, path, size, FAILED, str(err))
     return FileReport(stem, path, size, check.status, check.how)
